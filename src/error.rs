@@ -1,0 +1,83 @@
+//! Errors returned to the host by the hub's own calls.
+
+use std::fmt;
+
+/// Why a send was not (fully) queued.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendError {
+    /// The user has no open connection (go-wsc's `user_offline`).
+    UserOffline,
+    /// The named connection or device does not exist (any more).
+    NoSuchClient,
+    /// Some recipients' rings were full (`queue_full`): the message was
+    /// queued for `queued` devices and not for `full` devices.
+    QueueFull {
+        /// Devices that took the message.
+        queued: usize,
+        /// Devices whose ring was full.
+        full: usize,
+    },
+    /// The message is larger than `max_message_size`.
+    MessageTooLarge {
+        /// Its size in bytes.
+        size: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+    /// The message could not be encoded as JSON.
+    Encode(String),
+    /// The hub is shutting down and takes no new messages.
+    ShuttingDown,
+}
+
+impl fmt::Display for SendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SendError::UserOffline => f.write_str("user is offline"),
+            SendError::NoSuchClient => f.write_str("no such client"),
+            SendError::QueueFull { queued, full } => {
+                write!(f, "queue full for {full} device(s) (queued for {queued})")
+            }
+            SendError::MessageTooLarge { size, limit } => {
+                write!(f, "message of {size} bytes exceeds the {limit}-byte limit")
+            }
+            SendError::Encode(e) => write!(f, "message could not be encoded: {e}"),
+            SendError::ShuttingDown => f.write_str("hub is shutting down"),
+        }
+    }
+}
+
+impl std::error::Error for SendError {}
+
+/// Why the hub could not be built.
+#[derive(Debug)]
+pub enum BuildError {
+    /// Binding the listener or creating the poller failed.
+    Io(std::io::Error),
+    /// The configuration is invalid.
+    Config(crate::config::ConfigError),
+}
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BuildError::Io(e) => write!(f, "cannot start hub: {e}"),
+            BuildError::Config(e) => write!(f, "invalid hub config: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for BuildError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            BuildError::Io(e) => Some(e),
+            BuildError::Config(e) => Some(e),
+        }
+    }
+}
+
+impl From<std::io::Error> for BuildError {
+    fn from(e: std::io::Error) -> Self {
+        BuildError::Io(e)
+    }
+}

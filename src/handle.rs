@@ -1,0 +1,161 @@
+//! `HubHandle`: how other threads talk to the hub.
+//!
+//! Commands go over a bounded crossbeam channel and a `mio::Waker` wakes the
+//! loop. Encoding happens on the calling thread, so the hub thread only routes.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crossbeam_channel::{Sender, TrySendError};
+use mio::Waker;
+
+use crate::event::ConnId;
+use crate::message::{Message, Payload};
+
+/// Who a command's message is for.
+#[derive(Debug, Clone)]
+pub(crate) enum Dest {
+    User(Arc<str>),
+    Device(Arc<str>, Arc<str>),
+    Conn(ConnId),
+    All,
+}
+
+#[derive(Debug)]
+pub(crate) enum Command {
+    Send { dest: Dest, payload: Payload },
+    Kick { dest: Dest, reason: String },
+}
+
+/// Why a command could not be handed to the hub.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HandleError {
+    /// The command queue is full: the hub thread is not keeping up.
+    Busy,
+    /// The hub is gone.
+    Closed,
+    /// The message could not be encoded as JSON.
+    Encode(String),
+}
+
+impl fmt::Display for HandleError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HandleError::Busy => f.write_str("hub command queue is full"),
+            HandleError::Closed => f.write_str("hub has stopped"),
+            HandleError::Encode(e) => write!(f, "message could not be encoded: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for HandleError {}
+
+/// A cheap, cloneable, thread-safe handle to a running hub.
+///
+/// Every call only queues a command; the hub thread carries it out on its next
+/// turn. Outcomes (a full ring, an offline user) are counted in the hub's
+/// stats and reported to its failure handlers.
+///
+/// ```no_run
+/// # fn demo(handle: wshub::HubHandle) {
+/// let h = handle.clone();
+/// std::thread::spawn(move || {
+///     h.send_to_user("alice", &wshub::Message::text("alice", "from a worker")).unwrap();
+/// });
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct HubHandle {
+    pub(crate) tx: Sender<Command>,
+    pub(crate) waker: Arc<Waker>,
+    /// Shutdown is a flag, not a command, so that it gets through even when
+    /// the command queue is full.
+    pub(crate) shutdown: Arc<AtomicBool>,
+}
+
+impl fmt::Debug for HubHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HubHandle")
+            .field("queued", &self.tx.len())
+            .finish()
+    }
+}
+
+fn encode(msg: &Message) -> Result<Payload, HandleError> {
+    Payload::json(msg).map_err(|e| HandleError::Encode(e.to_string()))
+}
+
+impl HubHandle {
+    fn submit(&self, cmd: Command) -> Result<(), HandleError> {
+        match self.tx.try_send(cmd) {
+            Ok(()) => {
+                // A failed wake means the poller is gone: the hub is stopping.
+                self.waker.wake().map_err(|_| HandleError::Closed)
+            }
+            Err(TrySendError::Full(_)) => Err(HandleError::Busy),
+            Err(TrySendError::Disconnected(_)) => Err(HandleError::Closed),
+        }
+    }
+
+    /// Sends `msg` to every device of `user` (or to `msg.receiver_client`
+    /// only, when set).
+    pub fn send_to_user(&self, user: &str, msg: &Message) -> Result<(), HandleError> {
+        let target = if msg.receiver_client.is_empty() {
+            Dest::User(user.into())
+        } else {
+            Dest::Device(user.into(), msg.receiver_client.as_str().into())
+        };
+        self.submit(Command::Send {
+            dest: target,
+            payload: encode(msg)?,
+        })
+    }
+
+    /// Sends `msg` to one connection.
+    pub fn send_to_client(&self, conn: ConnId, msg: &Message) -> Result<(), HandleError> {
+        self.submit(Command::Send {
+            dest: Dest::Conn(conn),
+            payload: encode(msg)?,
+        })
+    }
+
+    /// Sends an already encoded payload to every device of `user`.
+    pub fn send_payload_to_user(&self, user: &str, payload: Payload) -> Result<(), HandleError> {
+        self.submit(Command::Send {
+            dest: Dest::User(user.into()),
+            payload,
+        })
+    }
+
+    /// Sends `msg` to every open connection.
+    pub fn broadcast(&self, msg: &Message) -> Result<(), HandleError> {
+        self.submit(Command::Send {
+            dest: Dest::All,
+            payload: encode(msg)?,
+        })
+    }
+
+    /// Kicks every device of `user` (a `kick_out` message, then close).
+    pub fn kick_user(&self, user: &str, reason: &str) -> Result<(), HandleError> {
+        self.submit(Command::Kick {
+            dest: Dest::User(user.into()),
+            reason: reason.to_owned(),
+        })
+    }
+
+    /// Kicks one connection.
+    pub fn kick(&self, conn: ConnId, reason: &str) -> Result<(), HandleError> {
+        self.submit(Command::Kick {
+            dest: Dest::Conn(conn),
+            reason: reason.to_owned(),
+        })
+    }
+
+    /// Starts a graceful shutdown: close 1001 to every client, flush within
+    /// the shutdown deadline, then `Hub::run` returns.
+    pub fn shutdown(&self) -> Result<(), HandleError> {
+        self.shutdown.store(true, Ordering::Release);
+        self.waker.wake().map_err(|_| HandleError::Closed)
+    }
+}

@@ -1,0 +1,376 @@
+//! The hub: one thread, one `mio::Poll`, every socket and all hub state.
+//!
+//! A turn of [`Hub::poll`] runs, in this order: flush what earlier calls
+//! queued, wait for readiness (or the next timer), accept, read and route,
+//! run expired timers, carry out commands from other threads, flush again.
+//! Data flows one way: socket → decoder → events/routes → rings → socket.
+
+mod health;
+mod io;
+mod route;
+mod timers;
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll, Token, Waker};
+use slab::Slab;
+
+use crate::auth::{Authenticator, Identity, QueryAuthenticator};
+use crate::config::HubConfig;
+use crate::conn::Conn;
+use crate::error::BuildError;
+use crate::event::{ConnId, HubEvent};
+use crate::handle::{Command, HubHandle};
+use crate::message::Payload;
+use crate::registry::Registry;
+use crate::stats::Stats;
+use crate::timer::TimerWheel;
+
+pub use route::Target;
+
+/// Default capacity of each client's outbound ring.
+pub const DEFAULT_QUEUE: usize = 64;
+/// Default number of slots in the timing wheel.
+pub const DEFAULT_WHEEL: usize = 512;
+
+const LISTENER: Token = Token(usize::MAX - 1);
+const WAKER: Token = Token(usize::MAX - 2);
+/// The hub-wide read buffer: every connection reads into it in turn.
+const SCRATCH: usize = 64 * 1024;
+/// Bytes one connection may read in one turn before others get theirs.
+const READ_BUDGET: usize = 4 * SCRATCH;
+/// Commands from other threads carried out per turn.
+const COMMAND_BUDGET: usize = 1024;
+/// How long a closing socket waits for the peer before it is dropped.
+const CLOSE_LINGER: Duration = Duration::from_secs(2);
+/// Largest HTTP request head accepted.
+const MAX_HEAD: usize = 8 * 1024;
+/// Granularity of the timing wheel.
+const TICK: Duration = Duration::from_millis(10);
+
+/// A static response served for plain `GET`s on the hub's port.
+#[derive(Debug, Clone)]
+struct Page {
+    path: String,
+    content_type: &'static str,
+    body: Arc<[u8]>,
+}
+
+/// What a timer entry is for. Connection timers carry the `ConnId`, so one
+/// that outlives its connection finds a different generation and is ignored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TimerEvent {
+    /// Handshake deadline or close linger of a connection.
+    Phase(ConnId),
+    /// Idle check of a connection.
+    Idle(ConnId),
+    /// Server ping to a connection.
+    Heartbeat(ConnId),
+    /// Accepting failed (out of descriptors); try again.
+    AcceptRetry,
+    /// The shutdown deadline passed: drop whoever is left.
+    ShutdownDeadline,
+}
+
+/// The shutdown's progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lifecycle {
+    Running,
+    Draining,
+    Finished,
+}
+
+/// A WebSocket hub, driven by the host from its own thread.
+///
+/// `QUEUE` is the capacity of every client's outbound ring, `WHEEL` the number
+/// of slots of the timing wheel (a power of two). [`DefaultHub`] picks both.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use wshub::{DefaultHub, HubConfig, HubEvent};
+///
+/// let mut hub = DefaultHub::bind(HubConfig::default())?;
+/// loop {
+///     hub.poll(Some(Duration::from_millis(100)))?;
+///     while let Some(event) = hub.next_event() {
+///         if let HubEvent::Message { message, .. } = event {
+///             let receiver = message.receiver.clone();
+///             // Relay to the receiver; a failure is counted and reported.
+///             let _ = hub.send_to_user(&receiver, &message);
+///         }
+///     }
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Hub<const QUEUE: usize = DEFAULT_QUEUE, const WHEEL: usize = DEFAULT_WHEEL> {
+    poll: Poll,
+    mio_events: Events,
+    listener: Option<TcpListener>,
+    local_addr: SocketAddr,
+    commands: Receiver<Command>,
+    handle: HubHandle,
+    shutdown_requested: Arc<AtomicBool>,
+    conns: Slab<Conn<QUEUE>>,
+    registry: Registry,
+    timers: TimerWheel<TimerEvent, WHEEL>,
+    config: HubConfig,
+    auth: Box<dyn Authenticator>,
+    pages: Vec<Page>,
+    scratch: Box<[u8]>,
+    events: VecDeque<HubEvent>,
+    /// Connections with frames queued since the last flush.
+    dirty: Vec<usize>,
+    /// Connections with unread input left over by the read budget.
+    read_again: Vec<usize>,
+    next_generation: u32,
+    stats: Stats,
+    lifecycle: Lifecycle,
+    accept_paused: bool,
+    ping_frame: Payload,
+    now: Instant,
+    started: Instant,
+}
+
+/// A [`Hub`] with the default ring capacity and wheel size.
+pub type DefaultHub = Hub;
+
+impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
+    /// Validates `config`, binds `config.listen` and preallocates room for
+    /// `max_connections` clients.
+    pub fn bind(config: HubConfig) -> Result<Self, BuildError> {
+        let listener = std::net::TcpListener::bind(config.listen)?;
+        Self::from_listener(listener, config)
+    }
+
+    /// Like [`bind`](Self::bind), on a listener the host created (for example
+    /// bound to port 0, or inherited from a supervisor).
+    pub fn from_listener(
+        listener: std::net::TcpListener,
+        config: HubConfig,
+    ) -> Result<Self, BuildError> {
+        config.validate().map_err(BuildError::Config)?;
+        listener.set_nonblocking(true)?;
+        let mut listener = TcpListener::from_std(listener);
+        let local_addr = listener.local_addr()?;
+        let poll = Poll::new()?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let (tx, commands) = crossbeam_channel::bounded(config.command_queue_capacity);
+        let shutdown_requested = Arc::new(AtomicBool::new(false));
+        let handle = HubHandle {
+            tx,
+            waker,
+            shutdown: shutdown_requested.clone(),
+        };
+        let max = config.max_connections;
+        let now = Instant::now();
+        Ok(Hub {
+            poll,
+            mio_events: Events::with_capacity(1024),
+            listener: Some(listener),
+            local_addr,
+            commands,
+            handle,
+            shutdown_requested,
+            conns: Slab::with_capacity(max),
+            registry: Registry::with_capacity(max),
+            // Each connection holds up to three timers.
+            timers: TimerWheel::with_capacity(TICK, now, max * 3 + 16),
+            config,
+            auth: Box::new(QueryAuthenticator),
+            pages: Vec::new(),
+            scratch: vec![0; SCRATCH].into_boxed_slice(),
+            events: VecDeque::with_capacity(64),
+            dirty: Vec::with_capacity(max),
+            read_again: Vec::with_capacity(max),
+            next_generation: 0,
+            stats: Stats::default(),
+            lifecycle: Lifecycle::Running,
+            accept_paused: false,
+            ping_frame: Payload::encode(crate::codec::OpCode::Ping, b""),
+            now,
+            started: now,
+        })
+    }
+
+    /// The address the hub listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The configuration in force (go-wsc's `GetConfig`).
+    pub fn config(&self) -> &HubConfig {
+        &self.config
+    }
+
+    /// Replaces the authenticator (the default reads go-wsc's query
+    /// parameters, see [`identity_from_query`](crate::auth::identity_from_query)).
+    pub fn set_authenticator(&mut self, auth: impl Authenticator + 'static) {
+        self.auth = Box::new(auth);
+    }
+
+    /// Serves `body` for plain `GET path` requests on the hub's port (the
+    /// demo page, a favicon). A later call for the same path replaces it.
+    pub fn add_page(&mut self, path: &str, content_type: &'static str, body: impl Into<Arc<[u8]>>) {
+        let page = Page {
+            path: path.to_owned(),
+            content_type,
+            body: body.into(),
+        };
+        match self.pages.iter_mut().find(|p| p.path == path) {
+            Some(p) => *p = page,
+            None => self.pages.push(page),
+        }
+    }
+
+    /// A handle for other threads.
+    pub fn handle(&self) -> HubHandle {
+        self.handle.clone()
+    }
+
+    /// The next event for the host, if any. Drain them after every
+    /// [`poll`](Self::poll).
+    pub fn next_event(&mut self) -> Option<HubEvent> {
+        self.events.pop_front()
+    }
+
+    /// Open WebSocket connections.
+    pub fn connections(&self) -> usize {
+        self.registry.connections()
+    }
+
+    /// The identity behind a connection, while it is open.
+    pub fn identity(&self, conn: ConnId) -> Option<&Identity> {
+        self.conn(conn).and_then(|c| c.identity.as_ref())
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> Stats {
+        let mut s = self.stats.clone();
+        s.connections = self.registry.connections() as u64;
+        s.users = self.registry.users() as u64;
+        s.queued = self.conns.iter().map(|(_, c)| c.outbox.len() as u64).sum();
+        s
+    }
+
+    /// Pending timers (heartbeats, timeouts, retries).
+    pub fn pending_timers(&self) -> usize {
+        self.timers.len()
+    }
+
+    /// Whether a shutdown has completed: every connection is gone.
+    pub fn is_finished(&self) -> bool {
+        self.lifecycle == Lifecycle::Finished
+    }
+
+    /// Runs one turn of the loop, waiting at most `timeout` for something to
+    /// happen (`None`: until something does). Returns after handling what was
+    /// ready; drain [`next_event`](Self::next_event) afterwards.
+    pub fn poll(&mut self, timeout: Option<Duration>) -> std::io::Result<()> {
+        self.now = Instant::now();
+        self.flush_dirty();
+        let timeout = self.poll_timeout(timeout);
+        match self.poll.poll(&mut self.mio_events, timeout) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+        self.now = Instant::now();
+        // Swap the events out so handlers may borrow the hub mutably; an
+        // empty `Events` does not allocate.
+        let events = std::mem::replace(&mut self.mio_events, Events::with_capacity(0));
+        for ev in events.iter() {
+            match ev.token() {
+                LISTENER => self.accept(),
+                WAKER => {}
+                Token(key) => {
+                    let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
+                    let writable = ev.is_writable() || ev.is_write_closed();
+                    self.conn_ready(key, readable, writable);
+                }
+            }
+        }
+        self.mio_events = events;
+        self.read_leftovers();
+        self.run_timers();
+        self.run_commands();
+        if self.shutdown_requested.swap(false, Ordering::AcqRel) {
+            self.shutdown();
+        }
+        self.flush_dirty();
+        self.check_finished();
+        Ok(())
+    }
+
+    /// Runs the loop until a shutdown completes, handing every event to
+    /// `on_event` together with the hub (to send, kick or shut down).
+    pub fn run(&mut self, mut on_event: impl FnMut(&mut Self, HubEvent)) -> std::io::Result<()> {
+        while !self.is_finished() {
+            self.poll(None)?;
+            while let Some(ev) = self.next_event() {
+                on_event(self, ev);
+            }
+        }
+        Ok(())
+    }
+
+    fn poll_timeout(&self, requested: Option<Duration>) -> Option<Duration> {
+        if !self.read_again.is_empty() || !self.events.is_empty() && requested.is_none() {
+            return Some(Duration::ZERO);
+        }
+        let timer = self
+            .timers
+            .next_deadline()
+            .map(|d| d.saturating_duration_since(self.now));
+        match (requested, timer) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn conn(&self, id: ConnId) -> Option<&Conn<QUEUE>> {
+        self.conns
+            .get(id.index())
+            .filter(|c| c.id.generation == id.generation)
+    }
+
+    fn check_finished(&mut self) {
+        if self.lifecycle == Lifecycle::Draining && self.conns.is_empty() {
+            self.lifecycle = Lifecycle::Finished;
+            log::info!("hub shut down");
+        }
+    }
+
+    /// Starts a graceful shutdown: stop accepting, close 1001 to every client
+    /// after its queued messages, and drop whoever is left at the deadline.
+    pub fn shutdown(&mut self) {
+        if self.lifecycle != Lifecycle::Running {
+            return;
+        }
+        log::info!("hub shutting down: {} connections", self.conns.len());
+        self.lifecycle = Lifecycle::Draining;
+        if let Some(mut l) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut l);
+        }
+        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            self.close_conn(
+                key,
+                crate::event::DisconnectReason::Shutdown,
+                1001,
+                "server shutting down",
+                crate::outbox::CloseWhen::AfterData,
+            );
+        }
+        let deadline = self.now + self.config.shutdown_timeout;
+        self.timers.insert(deadline, TimerEvent::ShutdownDeadline);
+        self.check_finished();
+    }
+}

@@ -1,0 +1,216 @@
+//! Routing: from a target to the rings of the connections it names.
+//!
+//! A message is encoded once into a shared [`Payload`]; every recipient's ring
+//! gets a reference-counted clone. Nothing here allocates.
+
+use super::Hub;
+use crate::error::SendError;
+use crate::event::{ConnId, DisconnectReason};
+use crate::handle::{Command, Dest};
+use crate::message::{Message, Payload};
+use crate::outbox::Outbound;
+
+/// Who a message is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target<'a> {
+    /// Every open connection (device) of a user.
+    User(&'a str),
+    /// One device of a user, by client id.
+    Device {
+        /// The user.
+        user: &'a str,
+        /// The device's client id.
+        client: &'a str,
+    },
+    /// One connection.
+    Conn(ConnId),
+    /// Every open connection.
+    All,
+}
+
+impl<'a> Target<'a> {
+    /// The target `msg.receiver` names, narrowed to `msg.receiver_client`
+    /// when that is set.
+    ///
+    /// ```
+    /// use wshub::{Message, Target};
+    /// let mut m = Message::text("bob", "hi");
+    /// assert_eq!(Target::of(&m), Target::User("bob"));
+    /// m.receiver_client = "phone".into();
+    /// assert_eq!(Target::of(&m), Target::Device { user: "bob", client: "phone" });
+    /// ```
+    pub fn of(msg: &'a Message) -> Target<'a> {
+        if msg.receiver_client.is_empty() {
+            Target::User(&msg.receiver)
+        } else {
+            Target::Device {
+                user: &msg.receiver,
+                client: &msg.receiver_client,
+            }
+        }
+    }
+}
+
+impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
+    /// Queues an encoded payload for `target`. Returns how many connections
+    /// took it.
+    ///
+    /// Errors: `UserOffline` / `NoSuchClient` when nobody matches,
+    /// `QueueFull` when some rings were full (the others still got it),
+    /// `MessageTooLarge` over `max_message_size`.
+    pub fn send(&mut self, target: Target<'_>, payload: &Payload) -> Result<usize, SendError> {
+        if self.lifecycle != super::Lifecycle::Running {
+            return Err(SendError::ShuttingDown);
+        }
+        if payload.len() > self.config.max_message_size {
+            return Err(SendError::MessageTooLarge {
+                size: payload.len(),
+                limit: self.config.max_message_size,
+            });
+        }
+        let (mut queued, mut full) = (0, 0);
+        let mut offer = |hub: &mut Self, key: usize| match hub.enqueue(key, payload) {
+            Ok(()) => queued += 1,
+            Err(()) => full += 1,
+        };
+        match target {
+            Target::User(user) => {
+                // Index loop: `enqueue` needs the hub while devices are read.
+                for i in 0..self.registry.devices(user).len() {
+                    let key = self.registry.devices(user)[i].key;
+                    offer(self, key);
+                }
+                if queued + full == 0 {
+                    return Err(SendError::UserOffline);
+                }
+            }
+            Target::Device { user, client } => match self.registry.device(user, client) {
+                Some(key) => offer(self, key),
+                None if self.registry.devices(user).is_empty() => {
+                    return Err(SendError::UserOffline);
+                }
+                None => return Err(SendError::NoSuchClient),
+            },
+            Target::Conn(id) => match self.conn(id) {
+                Some(c) if c.is_open() => offer(self, id.index()),
+                _ => return Err(SendError::NoSuchClient),
+            },
+            Target::All => {
+                for key in 0..self.conns.capacity() {
+                    if self.conns.get(key).is_some_and(|c| c.is_open()) {
+                        offer(self, key);
+                    }
+                }
+            }
+        }
+        if full > 0 {
+            self.stats.queue_full_count += full as u64;
+            return Err(SendError::QueueFull { queued, full });
+        }
+        Ok(queued)
+    }
+
+    /// Encodes `msg` once and sends it to every device of `user` (or only
+    /// to `msg.receiver_client`, when set).
+    pub fn send_to_user(&mut self, user: &str, msg: &Message) -> Result<usize, SendError> {
+        let payload = Payload::json(msg).map_err(|e| SendError::Encode(e.to_string()))?;
+        let target = if msg.receiver_client.is_empty() {
+            Target::User(user)
+        } else {
+            Target::Device {
+                user,
+                client: &msg.receiver_client,
+            }
+        };
+        self.send(target, &payload)
+    }
+
+    /// Encodes `msg` and sends it to one connection.
+    pub fn send_to_client(&mut self, conn: ConnId, msg: &Message) -> Result<usize, SendError> {
+        let payload = Payload::json(msg).map_err(|e| SendError::Encode(e.to_string()))?;
+        self.send(Target::Conn(conn), &payload)
+    }
+
+    /// Encodes `msg` once and sends it to every open connection.
+    pub fn broadcast(&mut self, msg: &Message) -> Result<usize, SendError> {
+        let payload = Payload::json(msg).map_err(|e| SendError::Encode(e.to_string()))?;
+        self.send(Target::All, &payload)
+    }
+
+    /// Kicks one connection: a `kick_out` message with `reason`, then close.
+    /// Returns false if the connection is not open.
+    pub fn kick(&mut self, conn: ConnId, reason: &str) -> bool {
+        match self.conn(conn) {
+            Some(c) if c.is_open() => {
+                self.kick_key(conn.index(), reason, DisconnectReason::Kicked);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Kicks every device of `user`; returns how many were open.
+    pub fn kick_user(&mut self, user: &str, reason: &str) -> usize {
+        let mut n = 0;
+        while let Some(key) = self
+            .registry
+            .devices(user)
+            .iter()
+            .map(|d| d.key)
+            .find(|&k| self.conns.get(k).is_some_and(|c| c.is_open()))
+        {
+            self.kick_key(key, reason, DisconnectReason::Kicked);
+            n += 1;
+        }
+        n
+    }
+
+    fn enqueue(&mut self, key: usize, payload: &Payload) -> Result<(), ()> {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return Err(());
+        };
+        let out = Outbound {
+            payload: payload.clone(),
+        };
+        conn.outbox.push(out).map_err(|_| ())?;
+        self.mark_dirty(key);
+        Ok(())
+    }
+
+    pub(super) fn run_commands(&mut self) {
+        for _ in 0..super::COMMAND_BUDGET {
+            let Ok(cmd) = self.commands.try_recv() else {
+                return;
+            };
+            match cmd {
+                Command::Send { dest, payload } => {
+                    let result = match &dest {
+                        Dest::User(u) => self.send(Target::User(u), &payload),
+                        Dest::Device(u, c) => {
+                            self.send(Target::Device { user: u, client: c }, &payload)
+                        }
+                        Dest::Conn(id) => self.send(Target::Conn(*id), &payload),
+                        Dest::All => self.send(Target::All, &payload),
+                    };
+                    if let Err(e) = result {
+                        log::debug!("send to {dest:?} from a handle failed: {e}");
+                    }
+                }
+                Command::Kick { dest, reason } => match &dest {
+                    Dest::User(u) => {
+                        self.kick_user(u, &reason);
+                    }
+                    Dest::Conn(id) => {
+                        self.kick(*id, &reason);
+                    }
+                    Dest::Device(u, c) => {
+                        if let Some(key) = self.registry.device(u, c) {
+                            self.kick_key(key, &reason, DisconnectReason::Kicked);
+                        }
+                    }
+                    Dest::All => {}
+                },
+            }
+        }
+    }
+}

@@ -1,0 +1,65 @@
+//! # wshub
+//!
+//! A single-threaded, embedded-friendly WebSocket hub runtime with
+//! first-class failure handling.
+//!
+//! The host owns the thread: it calls [`Hub::poll`] in its own loop (or
+//! [`Hub::run`]) and drains [`HubEvent`]s. One `mio` poller drives every
+//! socket; clients live in a slab preallocated to the connection limit and
+//! each holds a fixed-capacity ring of outbound frames (`QUEUE`, a const
+//! generic); heartbeats and timeouts wait in a hashed timing wheel (`WHEEL`
+//! slots). Messages are encoded once and shared by every recipient; the hot
+//! path — route, enqueue, write — does not allocate.
+//!
+//! Other threads talk to the hub through a [`HubHandle`].
+//!
+//! ```no_run
+//! use wshub::{DefaultHub, HubConfig, HubEvent};
+//!
+//! let mut config = HubConfig::default();
+//! config.listen = "127.0.0.1:8080".parse()?;
+//! let mut hub = DefaultHub::bind(config)?;
+//! hub.run(|hub, event| {
+//!     if let HubEvent::Message { message, .. } = event {
+//!         let to = message.receiver.clone();
+//!         if let Err(e) = hub.send_to_user(&to, &message) {
+//!             eprintln!("relay to {to} failed: {e}");
+//!         }
+//!     }
+//! })?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod auth;
+pub mod codec;
+pub mod config;
+mod conn;
+pub mod error;
+pub mod event;
+pub mod handle;
+pub mod http;
+mod hub;
+pub mod message;
+mod outbox;
+pub mod queue;
+pub mod reason;
+mod registry;
+pub mod retry;
+pub mod stats;
+pub mod timer;
+
+pub use auth::{Authenticator, Identity, Rejection};
+pub use config::HubConfig;
+pub use error::{BuildError, SendError};
+pub use event::{ConnId, DisconnectReason, HubEvent};
+pub use handle::{HandleError, HubHandle};
+pub use hub::{DEFAULT_QUEUE, DEFAULT_WHEEL, DefaultHub, Hub, Target};
+pub use message::{Message, Payload, Priority};
+pub use stats::Stats;
+
+/// The README's examples, compiled and run as doctests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

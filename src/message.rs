@@ -1,0 +1,388 @@
+//! The wire message: go-wsc's `HubMessage` as JSON, and the encoded frame that
+//! carries it.
+//!
+//! Field names follow go-wsc exactly so its clients interoperate; empty fields
+//! are omitted on output. A [`Payload`] is a complete WebSocket frame (header
+//! and body) behind an `Arc`: server frames are never masked, so the same bytes
+//! go to every recipient and a broadcast is one encode.
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::codec::{self, OpCode};
+
+/// Well-known values of [`Message::message_type`].
+///
+/// The field stays a string so that applications can define their own types;
+/// these are the ones the hub itself reads or writes.
+pub mod kind {
+    /// A client's keep-alive request; the hub answers with [`PONG`].
+    pub const PING: &str = "ping";
+    /// The hub's answer to [`PING`].
+    pub const PONG: &str = "pong";
+    /// A client acknowledges `message_id` (see `require_ack`).
+    pub const ACK: &str = "ack";
+    /// Sent by the hub before it closes a connection on purpose.
+    pub const KICK_OUT: &str = "kick_out";
+    /// Sent by the hub when a client's message was malformed or invalid.
+    pub const ERROR: &str = "error";
+    /// Plain text chat message (go-wsc's default type).
+    pub const TEXT: &str = "text";
+}
+
+/// Message priority, as go-wsc spells it on the wire.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    /// `low`
+    Low,
+    /// `normal` (the default)
+    #[default]
+    Normal,
+    /// `high`
+    High,
+    /// `urgent`
+    Urgent,
+    /// `critical`
+    Critical,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// A hub message in go-wsc's JSON shape.
+///
+/// Unknown fields are ignored on input so that newer clients keep working.
+///
+/// ```
+/// use wshub::Message;
+/// let m: Message = serde_json::from_str(
+///     r#"{"message_type":"text","receiver":"bob","content":"hi","require_ack":true}"#,
+/// ).unwrap();
+/// assert_eq!(m.receiver, "bob");
+/// assert!(m.require_ack);
+/// // Empty fields are left out when encoding.
+/// assert_eq!(
+///     serde_json::to_string(&Message::text("bob", "hi")).unwrap(),
+///     r#"{"message_type":"text","receiver":"bob","content":"hi"}"#
+/// );
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Message {
+    /// Application-level id of the message.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub id: String,
+    /// Delivery id: ACKs name it, and a resend carries the same one.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub message_id: String,
+    /// What kind of message this is (see [`kind`]).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub message_type: String,
+    /// The sending user; stamped by the hub from the authenticated identity.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub sender: String,
+    /// The sending user's type; stamped by the hub.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub sender_type: String,
+    /// The user the message is for.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub receiver: String,
+    /// One device of the receiver (its client id); empty means every device.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub receiver_client: String,
+    /// Text content.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub content: String,
+    /// Structured content.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data: Option<serde_json::Value>,
+    /// Creation time, RFC 3339.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub create_at: String,
+    /// Priority; absent means normal.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub priority: Option<Priority>,
+    /// The receiver must ACK `message_id`; until then the delivery is not done.
+    #[serde(skip_serializing_if = "is_false")]
+    pub require_ack: bool,
+    /// Sender-side sequence number.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub seq_no: u64,
+    /// Tracing id carried through unchanged.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub trace_id: String,
+    /// Where the message came from (`"offline"` for replayed offline messages).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub source: String,
+}
+
+impl Message {
+    /// A `text` message for `receiver`.
+    ///
+    /// ```
+    /// let m = wshub::Message::text("alice", "hello");
+    /// assert_eq!(m.message_type, "text");
+    /// ```
+    pub fn text(receiver: impl Into<String>, content: impl Into<String>) -> Self {
+        Message {
+            message_type: kind::TEXT.to_owned(),
+            receiver: receiver.into(),
+            content: content.into(),
+            ..Message::default()
+        }
+    }
+
+    /// A message of the given type with a `data` object (used for `error`,
+    /// `kick_out` and other hub notices).
+    ///
+    /// ```
+    /// let m = wshub::Message::notice("kick_out", serde_json::json!({"reason": "replaced"}));
+    /// assert_eq!(m.data.unwrap()["reason"], "replaced");
+    /// ```
+    pub fn notice(message_type: &str, data: serde_json::Value) -> Self {
+        Message {
+            message_type: message_type.to_owned(),
+            data: Some(data),
+            create_at: rfc3339_now(),
+            ..Message::default()
+        }
+    }
+
+    /// Decodes one inbound text frame and checks what the hub relies on.
+    ///
+    /// ```
+    /// use wshub::{Message, message::DecodeError};
+    /// assert!(Message::decode(r#"{"message_type":"ping"}"#).is_ok());
+    /// assert!(matches!(Message::decode("{"), Err(DecodeError::Json(_))));
+    /// assert_eq!(Message::decode("{}"), Err(DecodeError::MissingType));
+    /// ```
+    pub fn decode(text: &str) -> Result<Message, DecodeError> {
+        let msg: Message =
+            serde_json::from_str(text).map_err(|e| DecodeError::Json(e.to_string()))?;
+        if msg.message_type.is_empty() {
+            return Err(DecodeError::MissingType);
+        }
+        if msg.message_type == kind::ACK && msg.message_id.is_empty() {
+            return Err(DecodeError::AckWithoutId);
+        }
+        Ok(msg)
+    }
+}
+
+/// Why an inbound text frame is not a valid message. The client gets an
+/// `error` message with `reason: "validation"` and this text; the connection
+/// stays open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DecodeError {
+    /// Not JSON, or a field of the wrong type (serde's explanation).
+    Json(String),
+    /// `message_type` is missing or empty.
+    MissingType,
+    /// An `ack` without the `message_id` it acknowledges.
+    AckWithoutId,
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DecodeError::Json(e) => write!(f, "invalid message JSON: {e}"),
+            DecodeError::MissingType => f.write_str("message_type is required"),
+            DecodeError::AckWithoutId => f.write_str("an ack needs the message_id it acknowledges"),
+        }
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+/// One encoded, complete WebSocket frame, shared by reference count.
+///
+/// Cloning is an atomic increment; the bytes are written to every recipient
+/// as they are, so a message is encoded once however many clients get it.
+///
+/// ```
+/// use wshub::{Message, Payload};
+/// let p = Payload::json(&Message::text("bob", "hi")).unwrap();
+/// assert_eq!(p.body(), br#"{"message_type":"text","receiver":"bob","content":"hi"}"#);
+/// assert_eq!(p.frame()[0], 0x81); // FIN + text
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct Payload {
+    frame: Arc<[u8]>,
+    header_len: u8,
+}
+
+impl Payload {
+    /// Encodes a message as a JSON text frame.
+    pub fn json(msg: &Message) -> Result<Payload, serde_json::Error> {
+        let body = serde_json::to_vec(msg)?;
+        Ok(Payload::encode(OpCode::Text, &body))
+    }
+
+    /// A text frame carrying `text` as it is.
+    pub fn text(text: &str) -> Payload {
+        Payload::encode(OpCode::Text, text.as_bytes())
+    }
+
+    /// A binary frame carrying `data`.
+    pub fn binary(data: &[u8]) -> Payload {
+        Payload::encode(OpCode::Binary, data)
+    }
+
+    pub(crate) fn encode(opcode: OpCode, body: &[u8]) -> Payload {
+        let mut header = [0u8; 10];
+        let header_len = codec::encode_header(opcode, true, body.len(), &mut header);
+        let mut frame = Vec::with_capacity(header_len + body.len());
+        frame.extend_from_slice(&header[..header_len]);
+        frame.extend_from_slice(body);
+        Payload {
+            frame: frame.into(),
+            header_len: header_len as u8,
+        }
+    }
+
+    /// Bytes that go on the wire as they are, with no WebSocket framing (the
+    /// HTTP responses of the handshake phase share the write path).
+    pub(crate) fn raw(bytes: Vec<u8>) -> Payload {
+        Payload {
+            frame: bytes.into(),
+            header_len: 0,
+        }
+    }
+
+    /// The whole frame as it goes on the wire.
+    pub fn frame(&self) -> &[u8] {
+        &self.frame
+    }
+
+    /// The frame's body (the message bytes).
+    pub fn body(&self) -> &[u8] {
+        &self.frame[self.header_len as usize..]
+    }
+
+    /// The body's length in bytes.
+    pub fn len(&self) -> usize {
+        self.frame.len() - self.header_len as usize
+    }
+
+    /// Whether the body is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl fmt::Debug for Payload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let body = self.body();
+        let shown = &body[..body.len().min(64)];
+        f.debug_struct("Payload")
+            .field("len", &body.len())
+            .field("body", &String::from_utf8_lossy(shown))
+            .finish()
+    }
+}
+
+/// The current UTC time as RFC 3339 with millisecond precision
+/// (`2026-11-25T15:04:05.123Z`), as go-wsc writes `create_at`.
+///
+/// ```
+/// let t = wshub::message::rfc3339_now();
+/// assert_eq!(t.len(), 24);
+/// assert!(t.ends_with('Z'));
+/// ```
+pub fn rfc3339_now() -> String {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    rfc3339(since.as_secs(), since.subsec_millis())
+}
+
+fn rfc3339(secs: u64, millis: u32) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+/// Howard Hinnant's days-to-civil algorithm (proleptic Gregorian).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_known_dates() {
+        assert_eq!(rfc3339(0, 0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(951_782_400, 5), "2000-02-29T00:00:00.005Z");
+        assert_eq!(rfc3339(1_795_618_245, 999), "2026-11-25T14:50:45.999Z");
+    }
+
+    #[test]
+    fn decode_keeps_go_wsc_fields() {
+        let m = Message::decode(
+            r#"{"id":"1","message_id":"m1","message_type":"text","sender":"spoof","receiver":"bob",
+                "receiver_client":"phone","content":"c","data":{"k":1},"create_at":"2026-01-01T00:00:00Z",
+                "priority":"urgent","require_ack":true,"seq_no":7,"trace_id":"t","source":"s","extra":1}"#,
+        )
+        .unwrap();
+        assert_eq!(m.priority, Some(Priority::Urgent));
+        assert_eq!(m.seq_no, 7);
+        assert_eq!(m.receiver_client, "phone");
+        let back: Message = serde_json::from_slice(&serde_json::to_vec(&m).unwrap()).unwrap();
+        assert_eq!(back, m);
+    }
+
+    #[test]
+    fn decode_rejects_bad_input() {
+        assert!(matches!(Message::decode("[1]"), Err(DecodeError::Json(_))));
+        assert!(matches!(
+            Message::decode(r#"{"message_type":"text","priority":"meh"}"#),
+            Err(DecodeError::Json(_))
+        ));
+        assert_eq!(
+            Message::decode(r#"{"message_type":"ack"}"#),
+            Err(DecodeError::AckWithoutId)
+        );
+    }
+
+    #[test]
+    fn payload_headers_for_each_length_class() {
+        for len in [0usize, 125, 126, 65_535, 65_536] {
+            let p = Payload::binary(&vec![7u8; len]);
+            assert_eq!(p.len(), len);
+            assert_eq!(p.frame()[0], 0x82);
+            let expect_header = match len {
+                0..=125 => 2,
+                126..=65_535 => 4,
+                _ => 10,
+            };
+            assert_eq!(p.frame().len(), len + expect_header);
+        }
+    }
+}

@@ -1,0 +1,367 @@
+//! The write side of one connection: a fixed ring of data frames, a few
+//! control frames that overtake them, and the close frame that ends them.
+//!
+//! Frames are shared [`Payload`]s, written straight from the shared bytes with
+//! vectored writes, so the hub keeps no per-connection write buffer at all. A
+//! frame is never interleaved with another: control frames overtake data
+//! frames only at frame boundaries.
+
+use std::io::{self, IoSlice, Write};
+
+use crate::message::Payload;
+use crate::queue::RingQueue;
+
+/// Control frames (pongs) waiting at once; more are dropped, which is
+/// harmless: a peer only needs the pong to the latest ping (RFC 6455 5.5.3).
+const CONTROL_SLOTS: usize = 4;
+/// Frames handed to one `write_vectored` call.
+const MAX_IOV: usize = 16;
+
+/// A data frame waiting in a connection's ring.
+#[derive(Debug, Clone)]
+pub(crate) struct Outbound {
+    /// The encoded frame, shared with the other recipients.
+    pub payload: Payload,
+}
+
+/// When a queued close frame goes out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CloseWhen {
+    /// After the frame being written: queued data is abandoned.
+    Now,
+    /// After every queued data frame (graceful close, shutdown).
+    AfterData,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lane {
+    Control,
+    Data,
+    Close,
+}
+
+/// Whether everything queued has reached the socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Flush {
+    /// Nothing left to write.
+    Drained,
+    /// The socket is full; wait for writable readiness.
+    Blocked,
+}
+
+pub(crate) struct Outbox<const Q: usize> {
+    data: RingQueue<Outbound, Q>,
+    control: RingQueue<Payload, CONTROL_SLOTS>,
+    close: Option<(Payload, CloseWhen)>,
+    close_sent: bool,
+    /// The lane whose head frame is partly written, and how far.
+    partial: Option<(Lane, usize)>,
+}
+
+impl<const Q: usize> Outbox<Q> {
+    pub fn new() -> Self {
+        Outbox {
+            data: RingQueue::new(),
+            control: RingQueue::new(),
+            close: None,
+            close_sent: false,
+            partial: None,
+        }
+    }
+
+    /// Queues a data frame; a full ring gives it back (`queue_full`).
+    pub fn push(&mut self, out: Outbound) -> Result<(), Outbound> {
+        if self.close.is_some() {
+            return Err(out);
+        }
+        self.data.push_back(out)
+    }
+
+    /// Queues a control frame (pong, ping); false when the control lane is full.
+    pub fn push_control(&mut self, frame: Payload) -> bool {
+        self.close.is_none() && self.control.push_back(frame).is_ok()
+    }
+
+    /// Queues the close frame; the first one wins.
+    pub fn close(&mut self, frame: Payload, when: CloseWhen) {
+        match &mut self.close {
+            None => self.close = Some((frame, when)),
+            // An urgent close overrides a graceful one not yet started.
+            Some((_, w)) if when == CloseWhen::Now && !self.close_sent => *w = CloseWhen::Now,
+            Some(_) => {}
+        }
+    }
+
+    /// The close frame has been written completely.
+    pub fn close_sent(&self) -> bool {
+        self.close_sent
+    }
+
+    /// Data frames waiting (including one partly written).
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+
+    /// Whether anything at all waits to be written.
+    pub fn has_pending(&self) -> bool {
+        !self.close_sent && (self.chunks().next().is_some())
+    }
+
+    /// Takes every data frame not yet written completely (the connection is
+    /// gone: the caller fails them).
+    pub fn drain_data(&mut self) -> impl Iterator<Item = Outbound> + '_ {
+        if matches!(self.partial, Some((Lane::Data, _))) {
+            self.partial = None;
+        }
+        self.data.drain()
+    }
+
+    /// The frames to write next, in wire order, from the partly written one on.
+    fn chunks(&self) -> impl Iterator<Item = (Lane, &[u8])> {
+        let (first_lane, offset) = match self.partial {
+            Some((lane, off)) => (Some(lane), off),
+            None => (None, 0),
+        };
+        let head = first_lane.and_then(|lane| {
+            let frame = match lane {
+                Lane::Control => self.control.front()?.frame(),
+                Lane::Data => self.data.front()?.payload.frame(),
+                Lane::Close => self.close.as_ref()?.0.frame(),
+            };
+            Some((lane, &frame[offset..]))
+        });
+        let skip = |lane| usize::from(first_lane == Some(lane));
+        let (close_now, close_later) = match (&self.close, first_lane) {
+            (_, Some(Lane::Close)) => (None, None),
+            _ if self.close_sent => (None, None),
+            (Some((p, CloseWhen::Now)), _) => (Some(p), None),
+            (Some((p, CloseWhen::AfterData)), _) => (None, Some(p)),
+            (None, _) => (None, None),
+        };
+        let data_allowed = !self.close_sent && close_now.is_none();
+        let control_allowed = !self.close_sent && first_lane != Some(Lane::Close);
+        let control = self
+            .control
+            .iter()
+            .skip(skip(Lane::Control))
+            .filter(move |_| control_allowed)
+            .map(|p| (Lane::Control, p.frame()));
+        let data = self
+            .data
+            .iter()
+            .skip(skip(Lane::Data))
+            .filter(move |_| data_allowed)
+            .map(|o| (Lane::Data, o.payload.frame()));
+        let close_now = close_now.map(|p| (Lane::Close, p.frame()));
+        let close_later = close_later.map(|p| (Lane::Close, p.frame()));
+        head.into_iter()
+            .chain(control)
+            .chain(close_now)
+            .chain(data)
+            .chain(close_later)
+    }
+
+    /// Writes as much as the socket takes. `written` gets every data frame
+    /// that reached the socket completely.
+    pub fn flush<W: Write>(
+        &mut self,
+        w: &mut W,
+        written: &mut impl FnMut(Outbound),
+    ) -> io::Result<Flush> {
+        loop {
+            let mut slices = [IoSlice::new(&[]); MAX_IOV];
+            let mut count = 0;
+            for (slot, (lane, chunk)) in slices.iter_mut().zip(self.chunks()) {
+                *slot = IoSlice::new(chunk);
+                count += 1;
+                // Nothing may follow a close frame on the wire.
+                if lane == Lane::Close {
+                    break;
+                }
+            }
+            if count == 0 {
+                return Ok(Flush::Drained);
+            }
+            match w.write_vectored(&slices[..count]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => self.advance(n, written),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Flush::Blocked),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn advance(&mut self, mut n: usize, written: &mut impl FnMut(Outbound)) {
+        while n > 0 {
+            let Some((lane, chunk_len)) = self.chunks().next().map(|(l, c)| (l, c.len())) else {
+                return;
+            };
+            if n < chunk_len {
+                let done = self.partial.map_or(0, |(_, off)| off);
+                self.partial = Some((lane, done + n));
+                return;
+            }
+            n -= chunk_len;
+            self.partial = None;
+            match lane {
+                Lane::Control => {
+                    self.control.pop_front();
+                }
+                Lane::Data => {
+                    if let Some(out) = self.data.pop_front() {
+                        written(out);
+                    }
+                }
+                Lane::Close => self.close_sent = true,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A socket stand-in that takes at most `room` bytes, then would block.
+    struct Sink {
+        bytes: Vec<u8>,
+        room: usize,
+    }
+
+    impl Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if self.room == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let n = buf.len().min(self.room);
+            self.bytes.extend_from_slice(&buf[..n]);
+            self.room -= n;
+            Ok(n)
+        }
+        fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+            let mut total = 0;
+            for b in bufs {
+                match self.write(b) {
+                    Ok(n) => total += n,
+                    Err(e) if total == 0 => return Err(e),
+                    Err(_) => break,
+                }
+                if self.room == 0 {
+                    break;
+                }
+            }
+            Ok(total)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn out(text: &str) -> Outbound {
+        Outbound {
+            payload: Payload::text(text),
+        }
+    }
+
+    #[test]
+    fn partial_writes_keep_frames_whole_and_control_overtakes_at_boundaries() {
+        let mut ob: Outbox<4> = Outbox::new();
+        ob.push(out("aaaa")).unwrap();
+        ob.push(out("bbbb")).unwrap();
+        let mut sink = Sink {
+            bytes: vec![],
+            room: 3,
+        };
+        let mut done = Vec::new();
+        assert_eq!(
+            ob.flush(&mut sink, &mut |o| done.push(o)).unwrap(),
+            Flush::Blocked
+        );
+        // A pong queued mid-frame must wait for the frame to finish.
+        assert!(ob.push_control(Payload::encode(crate::codec::OpCode::Pong, b"p")));
+        sink.room = 1000;
+        assert_eq!(
+            ob.flush(&mut sink, &mut |o| done.push(o)).unwrap(),
+            Flush::Drained
+        );
+        let mut expect = Payload::text("aaaa").frame().to_vec();
+        expect.extend_from_slice(Payload::encode(crate::codec::OpCode::Pong, b"p").frame());
+        expect.extend_from_slice(Payload::text("bbbb").frame());
+        assert_eq!(sink.bytes, expect);
+        assert_eq!(done.len(), 2);
+        assert!(!ob.has_pending());
+    }
+
+    #[test]
+    fn full_ring_gives_the_frame_back() {
+        let mut ob: Outbox<2> = Outbox::new();
+        ob.push(out("1")).unwrap();
+        ob.push(out("2")).unwrap();
+        assert!(ob.push(out("3")).is_err());
+        assert_eq!(ob.len(), 2);
+    }
+
+    #[test]
+    fn close_now_abandons_data_after_the_current_frame() {
+        let mut ob: Outbox<4> = Outbox::new();
+        ob.push(out("first")).unwrap();
+        ob.push(out("second")).unwrap();
+        let mut sink = Sink {
+            bytes: vec![],
+            room: 2,
+        };
+        ob.flush(&mut sink, &mut |_| {}).unwrap();
+        let close = Payload::encode(crate::codec::OpCode::Close, &[0x03, 0xEA]);
+        ob.close(close.clone(), CloseWhen::Now);
+        assert!(ob.push(out("late")).is_err());
+        sink.room = 1000;
+        assert_eq!(ob.flush(&mut sink, &mut |_| {}).unwrap(), Flush::Drained);
+        let mut expect = Payload::text("first").frame().to_vec();
+        expect.extend_from_slice(close.frame());
+        assert_eq!(sink.bytes, expect);
+        assert!(ob.close_sent());
+        assert_eq!(ob.drain_data().count(), 1);
+    }
+
+    #[test]
+    fn graceful_close_goes_after_data() {
+        let mut ob: Outbox<4> = Outbox::new();
+        ob.push(out("x")).unwrap();
+        let close = Payload::encode(crate::codec::OpCode::Close, &[0x03, 0xE9]);
+        ob.close(close.clone(), CloseWhen::AfterData);
+        let mut sink = Sink {
+            bytes: vec![],
+            room: 1000,
+        };
+        let mut n = 0;
+        ob.flush(&mut sink, &mut |_| n += 1).unwrap();
+        let mut expect = Payload::text("x").frame().to_vec();
+        expect.extend_from_slice(close.frame());
+        assert_eq!(sink.bytes, expect);
+        assert_eq!(n, 1);
+        assert!(ob.close_sent());
+    }
+
+    #[test]
+    fn many_frames_byte_by_byte() {
+        let mut ob: Outbox<8> = Outbox::new();
+        let mut expect = Vec::new();
+        for i in 0..8 {
+            let o = out(&"z".repeat(i * 30));
+            expect.extend_from_slice(o.payload.frame());
+            ob.push(o).unwrap();
+        }
+        let mut sink = Sink {
+            bytes: vec![],
+            room: 0,
+        };
+        let mut n = 0;
+        while ob.has_pending() {
+            sink.room = 1;
+            ob.flush(&mut sink, &mut |_| n += 1).unwrap();
+        }
+        assert_eq!(sink.bytes, expect);
+        assert_eq!(n, 8);
+    }
+}

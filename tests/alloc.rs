@@ -1,0 +1,158 @@
+//! Zero allocations per delivered message on the hub thread, counted exactly
+//! by a global allocator that counts only while the hub thread asks it to.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tungstenite::Message as WsMessage;
+use wshub::{DefaultHub, HubConfig, HubEvent, Message, Payload, Target};
+
+struct Counting;
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    static COUNT_HERE: Cell<bool> = const { Cell::new(false) };
+}
+
+fn counting() -> bool {
+    COUNT_HERE.try_with(Cell::get).unwrap_or(false)
+}
+
+// SAFETY: forwards every call to the system allocator unchanged; it only
+// counts. (Tests may use `unsafe`; the library forbids it.)
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if counting() {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        }
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if counting() {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        }
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Runs `f` with allocation counting on for this thread; returns the count.
+fn count_allocations(f: impl FnOnce()) -> u64 {
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    COUNT_HERE.with(|c| c.set(true));
+    f();
+    COUNT_HERE.with(|c| c.set(false));
+    ALLOCATIONS.load(Ordering::Relaxed) - before
+}
+
+#[test]
+fn routing_and_delivering_allocates_nothing_on_the_hub_thread() {
+    let mut config = HubConfig::default();
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.max_connections = 64;
+    let mut hub = DefaultHub::bind(config).unwrap();
+    let addr = hub.local_addr();
+
+    // Four users, the first with two devices; each client counts what it reads.
+    const CLIENTS: usize = 5;
+    let received = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut readers = Vec::new();
+    for i in 0..CLIENTS {
+        let query = match i {
+            0 => "user_id=u0&client_id=a".to_string(),
+            1 => "user_id=u0&client_id=b".to_string(),
+            n => format!("user_id=u{}", n - 1),
+        };
+        let (received, stop) = (received.clone(), stop.clone());
+        readers.push(std::thread::spawn(move || {
+            let stream = std::net::TcpStream::connect(addr).unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_millis(50)))
+                .unwrap();
+            let (mut ws, _) =
+                tungstenite::client(format!("ws://{addr}/ws?{query}"), stream).unwrap();
+            while !stop.load(Ordering::Relaxed) {
+                match ws.read() {
+                    Ok(WsMessage::Text(_)) => {
+                        received.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(_) => {}
+                    Err(tungstenite::Error::Io(e))
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        ) => {}
+                    Err(_) => break,
+                }
+            }
+        }));
+    }
+    let mut connected = 0;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while connected < CLIENTS && Instant::now() < deadline {
+        hub.poll(Some(Duration::from_millis(10))).unwrap();
+        while let Some(ev) = hub.next_event() {
+            if matches!(ev, HubEvent::Connected { .. }) {
+                connected += 1;
+            }
+        }
+    }
+    assert_eq!(connected, CLIENTS);
+
+    let payload = Payload::json(&Message::text("u0", "steady state")).unwrap();
+    let users = ["u0", "u1", "u2", "u3"];
+    // One round: each user once (u0 has two devices) and one broadcast.
+    let per_round = (users.len() + 1) as u64 + CLIENTS as u64;
+    let round = |hub: &mut DefaultHub| {
+        for user in users {
+            // Rings never fill here: the loop below waits for delivery.
+            hub.send(Target::User(user), &payload).unwrap();
+        }
+        hub.send(Target::All, &payload).unwrap();
+        hub.poll(Some(Duration::ZERO)).unwrap();
+    };
+    let deliver = |hub: &mut DefaultHub, rounds: u64, expected_total: u64| {
+        for _ in 0..rounds {
+            round(hub);
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while received.load(Ordering::Relaxed) < expected_total && Instant::now() < deadline {
+            hub.poll(Some(Duration::from_millis(1))).unwrap();
+        }
+    };
+
+    // Warm-up: let every buffer and table reach its working size.
+    deliver(&mut hub, 10, 10 * per_round);
+    assert_eq!(received.load(Ordering::Relaxed), 10 * per_round);
+
+    let rounds = 2_000;
+    let mut stats_before = None;
+    let allocations = count_allocations(|| {
+        stats_before = Some(hub.stats().messages_out);
+        let mut total = 10 * per_round;
+        for _ in 0..rounds / 10 {
+            total += 10 * per_round;
+            deliver(&mut hub, 10, total);
+        }
+    });
+    let delivered = hub.stats().messages_out - stats_before.unwrap();
+    stop.store(true, Ordering::Relaxed);
+    for r in readers {
+        r.join().unwrap();
+    }
+    assert_eq!(delivered, rounds * per_round, "every message was delivered");
+    assert_eq!(
+        allocations, 0,
+        "{allocations} allocations on the hub thread for {delivered} deliveries"
+    );
+}
