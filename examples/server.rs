@@ -116,7 +116,7 @@ fn main() -> ExitCode {
                 }
             }
         }
-        HubEvent::Binary { .. } => {}
+        HubEvent::Text { .. } | HubEvent::Binary { .. } => {}
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -110,6 +110,16 @@ pub enum HubEvent {
         /// The message (boxed: it is large, and events wait in a queue).
         message: Box<Message>,
     },
+    /// A client sent a text frame while the hub's JSON protocol is off
+    /// ([`Hub::set_json_protocol`](crate::Hub::set_json_protocol)).
+    Text {
+        /// The sending connection.
+        conn: ConnId,
+        /// Who sent it.
+        identity: Identity,
+        /// The text, as sent.
+        text: String,
+    },
     /// A client sent a binary frame (the JSON protocol has no meaning for it;
     /// the host decides).
     Binary {

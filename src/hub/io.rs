@@ -333,6 +333,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
             stats,
             dirty,
             config,
+            json_protocol,
             ..
         } = self;
         let conn = &mut conns[key];
@@ -373,6 +374,15 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
                     let Some(identity) = identity.as_ref() else {
                         continue;
                     };
+                    if !*json_protocol {
+                        stats.messages_in += 1;
+                        events.push_back(HubEvent::Text {
+                            conn: *id,
+                            identity: identity.clone(),
+                            text: text.to_owned(),
+                        });
+                        continue;
+                    }
                     match Message::decode(text) {
                         Ok(msg) if msg.message_type == kind::PING => {
                             outbox.push_control(pong_payload());
@@ -534,7 +544,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        if conn.is_open() {
+        if conn.is_open() && self.json_protocol {
             let notice = Message::notice(kind::KICK_OUT, serde_json::json!({ "reason": why }));
             if let Ok(p) = Payload::json(&notice) {
                 conn.outbox.push_control(p);

@@ -135,6 +135,8 @@ pub struct Hub<const QUEUE: usize = DEFAULT_QUEUE, const WHEEL: usize = DEFAULT_
     ping_frame: Payload,
     now: Instant,
     started: Instant,
+    /// Text frames are go-wsc JSON messages (else handed over as they are).
+    json_protocol: bool,
 }
 
 /// A [`Hub`] with the default ring capacity and wheel size.
@@ -197,6 +199,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
             ping_frame: Payload::encode(crate::codec::OpCode::Ping, b""),
             now,
             started: now,
+            json_protocol: true,
         })
     }
 
@@ -228,6 +231,14 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
             Some(p) => *p = page,
             None => self.pages.push(page),
         }
+    }
+
+    /// Turns go-wsc's JSON protocol off or on (on by default). Off, text
+    /// frames reach the host as [`HubEvent::Text`] unparsed, and the hub sends
+    /// no JSON of its own (pongs, errors, kick notices): for echo servers and
+    /// custom protocols.
+    pub fn set_json_protocol(&mut self, on: bool) {
+        self.json_protocol = on;
     }
 
     /// A handle for other threads.
