@@ -12,6 +12,7 @@ use mio::net::TcpStream;
 
 use crate::auth::Identity;
 use crate::codec::Decoder;
+use crate::delivery::Tag;
 use crate::event::{ConnId, DisconnectReason};
 use crate::outbox::Outbox;
 use crate::timer::TimerKey;
@@ -43,6 +44,8 @@ pub(crate) struct ConnTimers {
     pub idle: Option<TimerKey>,
     /// Next server ping.
     pub heartbeat: Option<TimerKey>,
+    /// `send_timeout` check of the oldest queued frame.
+    pub send: Option<TimerKey>,
 }
 
 pub(crate) struct Conn<const Q: usize> {
@@ -56,6 +59,8 @@ pub(crate) struct Conn<const Q: usize> {
     /// Last time any byte arrived, for the idle timeout.
     pub last_seen: Instant,
     pub timers: ConnTimers,
+    /// Written `require_ack` frames this device has not ACKed yet.
+    pub awaiting_acks: Vec<Tag>,
     /// Listed in the hub's dirty list: has frames to flush this turn.
     pub dirty: bool,
     /// The socket returned WouldBlock on write: wait for writable readiness.

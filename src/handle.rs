@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crossbeam_channel::{Sender, TrySendError};
 use mio::Waker;
 
+use crate::delivery::{Envelope, SendResult};
 use crate::event::ConnId;
 use crate::message::{Message, Payload};
 
@@ -24,8 +25,20 @@ pub(crate) enum Dest {
 
 #[derive(Debug)]
 pub(crate) enum Command {
-    Send { dest: Dest, payload: Payload },
-    Kick { dest: Dest, reason: String },
+    Send {
+        dest: Dest,
+        payload: Payload,
+    },
+    Kick {
+        dest: Dest,
+        reason: String,
+    },
+    SendWithRetry {
+        user: Arc<str>,
+        envelope: Envelope,
+        waiter: Sender<SendResult>,
+        result: SendResult,
+    },
 }
 
 /// Why a command could not be handed to the hub.
@@ -112,6 +125,35 @@ impl HubHandle {
         })
     }
 
+    /// Sends `msg` to `user` with the hub's retry policy. The message is
+    /// encoded here, on the calling thread; [`PendingSend::wait`] blocks until
+    /// the final [`SendResult`].
+    ///
+    /// ```no_run
+    /// # fn demo(handle: wshub::HubHandle) -> Result<(), wshub::HandleError> {
+    /// let pending = handle.send_to_user_with_retry("alice", &wshub::Message::text("alice", "hi"))?;
+    /// let result = pending.wait();
+    /// println!("success={} retries={}", result.success, result.total_retries);
+    /// # Ok(()) }
+    /// ```
+    pub fn send_to_user_with_retry(
+        &self,
+        user: &str,
+        msg: &Message,
+    ) -> Result<PendingSend, HandleError> {
+        let envelope =
+            Envelope::new(msg.clone()).map_err(|e| HandleError::Encode(e.to_string()))?;
+        let (waiter, rx) = crossbeam_channel::bounded(1);
+        self.submit(Command::SendWithRetry {
+            user: user.into(),
+            envelope,
+            waiter,
+            // Room for the attempts, so the hub thread fills it without allocating.
+            result: SendResult::with_capacity(8),
+        })?;
+        Ok(PendingSend { rx })
+    }
+
     /// Sends `msg` to one connection.
     pub fn send_to_client(&self, conn: ConnId, msg: &Message) -> Result<(), HandleError> {
         self.submit(Command::Send {
@@ -157,5 +199,34 @@ impl HubHandle {
     pub fn shutdown(&self) -> Result<(), HandleError> {
         self.shutdown.store(true, Ordering::Release);
         self.waker.wake().map_err(|_| HandleError::Closed)
+    }
+}
+
+/// The final [`SendResult`] of a delivery started through a [`HubHandle`].
+#[derive(Debug)]
+pub struct PendingSend {
+    rx: crossbeam_channel::Receiver<SendResult>,
+}
+
+impl PendingSend {
+    /// Blocks until the delivery is final. If the hub stops first, the result
+    /// fails with `channel_closed`.
+    pub fn wait(self) -> SendResult {
+        self.rx.recv().unwrap_or_else(|_| SendResult::hub_gone())
+    }
+
+    /// Like [`wait`](Self::wait), but gives up after `timeout` (`None`: the
+    /// delivery is still going on).
+    pub fn wait_timeout(&self, timeout: std::time::Duration) -> Option<SendResult> {
+        match self.rx.recv_timeout(timeout) {
+            Ok(r) => Some(r),
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => None,
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => Some(SendResult::hub_gone()),
+        }
+    }
+
+    /// The result if the delivery is already final.
+    pub fn try_result(&self) -> Option<SendResult> {
+        self.rx.try_recv().ok()
     }
 }

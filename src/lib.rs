@@ -36,8 +36,10 @@ pub mod auth;
 pub mod codec;
 pub mod config;
 mod conn;
+pub mod delivery;
 pub mod error;
 pub mod event;
+pub mod failure;
 pub mod handle;
 pub mod http;
 mod hub;
@@ -52,11 +54,17 @@ pub mod timer;
 
 pub use auth::{Authenticator, Identity, Rejection};
 pub use config::HubConfig;
+pub use delivery::{DeliveryId, Envelope, SendAttempt, SendResult};
 pub use error::{BuildError, SendError};
 pub use event::{ConnId, DisconnectReason, HubEvent};
-pub use handle::{HandleError, HubHandle};
+pub use failure::{
+    ConnectionErrorHandler, Failure, QueueFullHandler, SendFailureHandler, TimeoutHandler,
+    UserOfflineHandler,
+};
+pub use handle::{HandleError, HubHandle, PendingSend};
 pub use hub::{DEFAULT_QUEUE, DEFAULT_WHEEL, DefaultHub, Hub, Target};
 pub use message::{Message, Payload, Priority};
+pub use reason::{FailureReason, TimeoutKind};
 pub use stats::Stats;
 
 /// The README's examples, compiled and run as doctests.

@@ -7,6 +7,9 @@
 //! frames only at frame boundaries.
 
 use std::io::{self, IoSlice, Write};
+use std::time::Instant;
+
+use crate::delivery::Tag;
 
 use crate::message::Payload;
 use crate::queue::RingQueue;
@@ -22,6 +25,10 @@ const MAX_IOV: usize = 16;
 pub(crate) struct Outbound {
     /// The encoded frame, shared with the other recipients.
     pub payload: Payload,
+    /// When it was queued, for `send_timeout`.
+    pub enqueued: Instant,
+    /// The delivery it belongs to, for sends with retry.
+    pub tag: Option<Tag>,
 }
 
 /// When a queued close frame goes out.
@@ -105,6 +112,25 @@ impl<const Q: usize> Outbox<Q> {
     /// Whether anything at all waits to be written.
     pub fn has_pending(&self) -> bool {
         !self.close_sent && (self.chunks().next().is_some())
+    }
+
+    /// When the oldest data frame not yet being written was queued.
+    pub fn oldest_waiting(&self) -> Option<Instant> {
+        let skip = usize::from(matches!(self.partial, Some((Lane::Data, _))));
+        self.data.iter().nth(skip).map(|o| o.enqueued)
+    }
+
+    /// Removes data frames queued at or before `cutoff` from the front (a
+    /// frame already partly written stays: it is on the wire), oldest first.
+    pub fn expire(&mut self, cutoff: Instant, expired: &mut impl FnMut(Outbound)) {
+        if matches!(self.partial, Some((Lane::Data, _))) {
+            return;
+        }
+        while self.data.front().is_some_and(|o| o.enqueued <= cutoff) {
+            if let Some(out) = self.data.pop_front() {
+                expired(out);
+            }
+        }
     }
 
     /// Takes every data frame not yet written completely (the connection is
@@ -261,6 +287,8 @@ mod tests {
     fn out(text: &str) -> Outbound {
         Outbound {
             payload: Payload::text(text),
+            enqueued: Instant::now(),
+            tag: None,
         }
     }
 

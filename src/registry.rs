@@ -32,6 +32,11 @@ impl Registry {
         self.users.get(user).map_or(&[], Vec::as_slice)
     }
 
+    /// The registry's shared copy of a connected user's id.
+    pub fn user_key(&self, user: &str) -> Option<&Arc<str>> {
+        self.users.get_key_value(user).map(|(k, _)| k)
+    }
+
     /// The connection of `user`'s device `client_id`, if it is connected.
     pub fn device(&self, user: &str, client_id: &str) -> Option<usize> {
         self.devices(user)

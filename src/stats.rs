@@ -29,9 +29,50 @@ pub struct Stats {
     pub messages_in: u64,
     /// Data frames written completely to a socket.
     pub messages_out: u64,
-    /// Sends refused because a recipient's ring was full.
+    /// Every failure reported (each failed device of each attempt, and each
+    /// failed plain send), as the seed counts `total_failures`.
+    pub total_failures: u64,
+    /// `queue_full` failures: a recipient's ring was full.
     pub queue_full_count: u64,
-    /// Queued frames abandoned because their connection closed.
+    /// `user_offline` failures.
+    pub offline_count: u64,
+    /// Timeouts of every kind (`ack_timeout`, `send_timeout`, `connection_timeout`).
+    pub timeout_count: u64,
+    /// `conn_error` failures: the connection broke with the message pending.
+    pub conn_error_count: u64,
+    /// `ack_timeout` failures.
+    pub ack_timeouts: u64,
+    /// `send_timeout` failures.
+    pub send_timeouts: u64,
+    /// `connection_timeout` failures (heartbeat lost with messages pending).
+    pub connection_timeouts: u64,
+    /// Failures of any other reason (`message_too_large`, …).
+    pub other_failures: u64,
+    /// Retries scheduled.
+    pub retries: u64,
+    /// Deliveries that succeeded after at least one retry.
+    pub retry_successes: u64,
+    /// Deliveries that succeeded.
+    pub deliveries_succeeded: u64,
+    /// Deliveries that finally failed.
+    pub final_failures: u64,
+    /// Deliveries not yet final.
+    pub pending_deliveries: u64,
+    /// Failures not handed to the handlers because their queue was full.
+    pub handler_dropped: u64,
+    /// Handler calls that panicked (caught).
+    pub handler_panics: u64,
+    /// Failures handled by the worker pool.
+    pub handler_handled: u64,
+    /// Failures waiting for a handler worker now.
+    pub handler_backlog: u64,
+    /// Messages kept for offline users.
+    pub offline_stored: u64,
+    /// Offline messages replayed on reconnect.
+    pub offline_replayed: u64,
+    /// Offline messages dropped because a user's offline queue was full.
+    pub offline_dropped: u64,
+    /// Queued frames failed because their connection closed.
     pub dropped_on_close: u64,
     /// Inbound messages answered with a validation error.
     pub invalid_messages: u64,

@@ -100,6 +100,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
                 phase: Some(phase_timer),
                 ..ConnTimers::default()
             },
+            awaiting_acks: Vec::new(),
             dirty: false,
             write_blocked: false,
             read_pending: false,
@@ -313,8 +314,10 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
             identity.user_id,
             identity.client_id
         );
+        let user = identity.user_id.clone();
         self.events
             .push_back(HubEvent::Connected { conn: id, identity });
+        self.replay_offline(key, &user);
         self.mark_dirty(key);
         if !early.is_empty() {
             // Frames the client sent before seeing our 101.
@@ -334,6 +337,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
             dirty,
             config,
             json_protocol,
+            acks,
             ..
         } = self;
         let conn = &mut conns[key];
@@ -388,9 +392,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
                             outbox.push_control(pong_payload());
                         }
                         Ok(msg) if msg.message_type == kind::ACK => {
-                            // Deliveries awaiting this ACK are settled by the
-                            // failure-handling layer; nothing else to do here.
-                            log::trace!("{id}: ack {}", msg.message_id);
+                            acks.push((key, msg.message_id));
                         }
                         Ok(mut msg) => {
                             msg.sender = identity.user_id.to_string();
@@ -436,6 +438,9 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
         if outbox.has_pending() && !*conn_dirty {
             *conn_dirty = true;
             dirty.push(key);
+        }
+        while let Some((k, message_id)) = self.acks.pop() {
+            self.on_ack(k, &message_id);
         }
         match after {
             After::Nothing => {}
@@ -588,7 +593,13 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
             return;
         }
         let mut sent = 0u64;
-        let result = conn.outbox.flush(&mut conn.stream, &mut |_out| sent += 1);
+        let written = &mut self.written;
+        let result = conn.outbox.flush(&mut conn.stream, &mut |out| {
+            sent += 1;
+            if let Some(tag) = out.tag {
+                written.push((key, tag));
+            }
+        });
         self.stats.messages_out += sent;
         match result {
             Ok(Flush::Drained) => {}
@@ -604,7 +615,14 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
                 return;
             }
         }
-        if conn.outbox.close_sent() {
+        let close_sent = conn.outbox.close_sent();
+        // Settle deliveries after the write: it may start another attempt.
+        for i in 0..self.written.len() {
+            let (k, tag) = self.written[i];
+            self.on_written(k, tag);
+        }
+        self.written.clear();
+        if close_sent {
             self.after_close_sent(key);
         }
     }
@@ -652,16 +670,18 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
         {
             self.read_again.swap_remove(pos);
         }
-        let abandoned = conn.outbox.drain_data().count() as u64;
-        if abandoned > 0 {
-            self.stats.dropped_on_close += abandoned;
-            log::debug!(
-                "{}: {abandoned} queued message(s) abandoned: {reason}",
-                conn.id
-            );
+        if let Some(t) = conn.timers.send.take() {
+            self.timers.cancel(t);
         }
+        // Unregister first: a retry started by the failures below must not
+        // pick this connection again.
+        let registered = conn
+            .identity
+            .as_ref()
+            .is_some_and(|id| self.registry.remove(&id.user_id, key));
+        self.fail_conn_leftovers(&mut conn, reason);
         if let Some(identity) = conn.identity.take()
-            && self.registry.remove(&identity.user_id, key)
+            && registered
         {
             log::debug!("{} closed: {reason}", conn.id);
             self.events.push_back(HubEvent::Disconnected {

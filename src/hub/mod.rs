@@ -5,6 +5,7 @@
 //! run expired timers, carry out commands from other threads, flush again.
 //! Data flows one way: socket → decoder → events/routes → rings → socket.
 
+mod deliver;
 mod health;
 mod io;
 mod route;
@@ -72,6 +73,12 @@ pub(crate) enum TimerEvent {
     Idle(ConnId),
     /// Server ping to a connection.
     Heartbeat(ConnId),
+    /// Retry a delivery.
+    Retry(crate::delivery::DeliveryId),
+    /// A written `require_ack` frame was not ACKed in time.
+    AckTimeout(crate::delivery::Tag),
+    /// `send_timeout` check of a connection's oldest queued frame.
+    SendTimeout(ConnId),
     /// Accepting failed (out of descriptors); try again.
     AcceptRetry,
     /// The shutdown deadline passed: drop whoever is left.
@@ -133,11 +140,24 @@ pub struct Hub<const QUEUE: usize = DEFAULT_QUEUE, const WHEEL: usize = DEFAULT_
     lifecycle: Lifecycle,
     accept_paused: bool,
     ping_frame: Payload,
-    now: Instant,
+    pub(crate) now: Instant,
     started: Instant,
     /// Text frames are go-wsc JSON messages (else handed over as they are).
     json_protocol: bool,
+    deliveries: crate::delivery::DeliveryTable,
+    pool: crate::failure::FailurePool,
+    budget: crate::retry::RetryBudget,
+    rng: crate::retry::SplitMix64,
+    /// Tagged frames written by the last flush, settled right after it.
+    written: Vec<(usize, crate::delivery::Tag)>,
+    /// ACKs decoded this turn: (connection, message id).
+    acks: Vec<(usize, String)>,
+    result_callback: Option<ResultCallback>,
+    offline: std::collections::HashMap<Arc<str>, VecDeque<Payload>>,
 }
+
+type ResultCallback =
+    Box<dyn FnMut(crate::delivery::DeliveryId, &crate::delivery::SendResult) + Send>;
 
 /// A [`Hub`] with the default ring capacity and wheel size.
 pub type DefaultHub = Hub;
@@ -183,9 +203,8 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
             shutdown_requested,
             conns: Slab::with_capacity(max),
             registry: Registry::with_capacity(max),
-            // Each connection holds up to three timers.
-            timers: TimerWheel::with_capacity(TICK, now, max * 3 + 16),
-            config,
+            // Each connection holds up to four timers; deliveries add their own.
+            timers: TimerWheel::with_capacity(TICK, now, max * 4 + 1024),
             auth: Box::new(QueryAuthenticator),
             pages: Vec::new(),
             scratch: vec![0; SCRATCH].into_boxed_slice(),
@@ -200,6 +219,18 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
             now,
             started: now,
             json_protocol: true,
+            deliveries: crate::delivery::DeliveryTable::new(),
+            pool: crate::failure::FailurePool::new(
+                config.handler_workers,
+                config.handler_queue_capacity,
+            ),
+            budget: config.retry.new_budget(),
+            rng: crate::retry::SplitMix64::new(seed()),
+            written: Vec::with_capacity(64),
+            acks: Vec::new(),
+            result_callback: None,
+            offline: std::collections::HashMap::new(),
+            config,
         })
     }
 
@@ -268,6 +299,11 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
         s.connections = self.registry.connections() as u64;
         s.users = self.registry.users() as u64;
         s.queued = self.conns.iter().map(|(_, c)| c.outbox.len() as u64).sum();
+        s.pending_deliveries = self.deliveries.active() as u64;
+        s.handler_dropped = self.pool.dropped;
+        s.handler_panics = self.pool.counters.panics.load(Ordering::Relaxed);
+        s.handler_handled = self.pool.counters.handled.load(Ordering::Relaxed);
+        s.handler_backlog = self.pool.backlog() as u64;
         s
     }
 
@@ -380,8 +416,17 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
                 crate::outbox::CloseWhen::AfterData,
             );
         }
+        self.abandon_deliveries();
         let deadline = self.now + self.config.shutdown_timeout;
         self.timers.insert(deadline, TimerEvent::ShutdownDeadline);
         self.check_finished();
     }
+}
+
+/// A seed for retry jitter: different per hub, no extra dependency.
+fn seed() -> u64 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    t.as_nanos() as u64 ^ (std::process::id() as u64).rotate_left(32)
 }

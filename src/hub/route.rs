@@ -3,12 +3,17 @@
 //! A message is encoded once into a shared [`Payload`]; every recipient's ring
 //! gets a reference-counted clone. Nothing here allocates.
 
+use std::sync::Arc;
+
 use super::Hub;
+use crate::delivery::Tag;
 use crate::error::SendError;
 use crate::event::{ConnId, DisconnectReason};
+use crate::failure::Failure;
 use crate::handle::{Command, Dest};
 use crate::message::{Message, Payload};
 use crate::outbox::Outbound;
+use crate::reason::FailureReason;
 
 /// Who a message is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,9 +74,12 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
             });
         }
         let (mut queued, mut full) = (0, 0);
-        let mut offer = |hub: &mut Self, key: usize| match hub.enqueue(key, payload) {
+        let mut offer = |hub: &mut Self, key: usize| match hub.enqueue(key, payload, None) {
             Ok(()) => queued += 1,
-            Err(()) => full += 1,
+            Err(()) => {
+                full += 1;
+                hub.report_plain(FailureReason::QueueFull, key, None, payload);
+            }
         };
         match target {
             Target::User(user) => {
@@ -81,12 +89,16 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
                     offer(self, key);
                 }
                 if queued + full == 0 {
+                    self.report_plain(FailureReason::UserOffline, usize::MAX, Some(user), payload);
+                    let user: Arc<str> = Arc::from(user);
+                    self.store_offline(&user, None, payload);
                     return Err(SendError::UserOffline);
                 }
             }
             Target::Device { user, client } => match self.registry.device(user, client) {
                 Some(key) => offer(self, key),
                 None if self.registry.devices(user).is_empty() => {
+                    self.report_plain(FailureReason::UserOffline, usize::MAX, Some(user), payload);
                     return Err(SendError::UserOffline);
                 }
                 None => return Err(SendError::NoSuchClient),
@@ -104,7 +116,6 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
             }
         }
         if full > 0 {
-            self.stats.queue_full_count += full as u64;
             return Err(SendError::QueueFull { queued, full });
         }
         Ok(queued)
@@ -165,16 +176,51 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
         n
     }
 
-    fn enqueue(&mut self, key: usize, payload: &Payload) -> Result<(), ()> {
+    /// Queues one frame for connection `key`; a full ring is `Err`.
+    pub(super) fn enqueue(
+        &mut self,
+        key: usize,
+        payload: &Payload,
+        tag: Option<Tag>,
+    ) -> Result<(), ()> {
         let Some(conn) = self.conns.get_mut(key) else {
             return Err(());
         };
         let out = Outbound {
             payload: payload.clone(),
+            enqueued: self.now,
+            tag,
         };
         conn.outbox.push(out).map_err(|_| ())?;
+        if conn.timers.send.is_none() {
+            self.arm_send_timer(key);
+        }
         self.mark_dirty(key);
         Ok(())
+    }
+
+    /// Reports a failed plain send: for connection `key`, or for `user`.
+    fn report_plain(
+        &mut self,
+        reason: FailureReason,
+        key: usize,
+        user: Option<&str>,
+        payload: &Payload,
+    ) {
+        let identity = self
+            .conns
+            .get(key)
+            .and_then(|c| c.identity.clone().map(|i| (i, c.id)));
+        let mut f = match (&identity, user) {
+            (Some((i, _)), _) => Failure::new(reason, i.user_id.clone(), None, payload.clone()),
+            (None, Some(u)) => Failure::new(reason, Arc::from(u), None, payload.clone()),
+            (None, None) => return,
+        };
+        if let Some((i, conn)) = identity {
+            f.client_id = Some(i.client_id);
+            f.conn = Some(conn);
+        }
+        self.report(f);
     }
 
     pub(super) fn run_commands(&mut self) {
@@ -194,6 +240,18 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
                     };
                     if let Err(e) = result {
                         log::debug!("send to {dest:?} from a handle failed: {e}");
+                    }
+                }
+                Command::SendWithRetry {
+                    user,
+                    envelope,
+                    waiter,
+                    result,
+                } => {
+                    let thread = crate::delivery::Waiter::Thread(waiter.clone());
+                    if let Err(e) = self.start_delivery(&user, envelope, thread, Some(result)) {
+                        log::debug!("send with retry to {user} from a handle refused: {e}");
+                        let _ = waiter.try_send(crate::delivery::SendResult::hub_gone());
                     }
                 }
                 Command::Kick { dest, reason } => match &dest {

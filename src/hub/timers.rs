@@ -74,6 +74,9 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
                         Some(self.timers.insert(next, TimerEvent::Heartbeat(id)));
                     self.mark_dirty(id.index());
                 }
+                TimerEvent::Retry(id) => self.on_retry_timer(id),
+                TimerEvent::AckTimeout(tag) => self.on_ack_timeout(tag),
+                TimerEvent::SendTimeout(id) => self.on_send_timeout(id),
                 TimerEvent::AcceptRetry => {
                     self.accept_paused = false;
                     self.accept();
