@@ -123,13 +123,20 @@ impl<const Q: usize> Outbox<Q> {
     /// Removes data frames queued at or before `cutoff` from the front (a
     /// frame already partly written stays: it is on the wire), oldest first.
     pub fn expire(&mut self, cutoff: Instant, expired: &mut impl FnMut(Outbound)) {
-        if matches!(self.partial, Some((Lane::Data, _))) {
-            return;
-        }
+        // Frames wait in queue order, so the expired ones are a run at the
+        // front, behind the frame being written (if any).
+        let in_flight = match self.partial {
+            Some((Lane::Data, _)) => self.data.pop_front(),
+            _ => None,
+        };
         while self.data.front().is_some_and(|o| o.enqueued <= cutoff) {
             if let Some(out) = self.data.pop_front() {
                 expired(out);
             }
+        }
+        if let Some(out) = in_flight {
+            // It came out of this ring a moment ago: there is room.
+            let _ = self.data.push_front(out);
         }
     }
 
@@ -369,6 +376,27 @@ mod tests {
         assert_eq!(sink.bytes, expect);
         assert_eq!(n, 1);
         assert!(ob.close_sent());
+    }
+
+    #[test]
+    fn expiry_skips_the_frame_on_the_wire() {
+        let mut ob: Outbox<4> = Outbox::new();
+        for t in ["a", "b", "c"] {
+            ob.push(out(t)).unwrap();
+        }
+        let mut sink = Sink {
+            bytes: vec![],
+            room: 2,
+        };
+        ob.flush(&mut sink, &mut |_| {}).unwrap();
+        let mut gone = Vec::new();
+        ob.expire(Instant::now(), &mut |o| {
+            gone.push(o.payload.body().to_vec())
+        });
+        assert_eq!(gone, vec![b"b".to_vec(), b"c".to_vec()]);
+        sink.room = 100;
+        ob.flush(&mut sink, &mut |_| {}).unwrap();
+        assert_eq!(sink.bytes, Payload::text("a").frame());
     }
 
     #[test]

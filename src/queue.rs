@@ -97,6 +97,30 @@ impl<T, const N: usize> RingQueue<T, N> {
         Ok(())
     }
 
+    /// Puts `value` back at the front (the next `pop_front` returns it), or
+    /// returns it as `Err` if the queue is full.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use wshub::queue::RingQueue;
+    ///
+    /// let mut q: RingQueue<u8, 2> = RingQueue::new();
+    /// q.push_back(2).unwrap();
+    /// q.push_front(1).unwrap();
+    /// assert_eq!(q.push_front(0), Err(0));
+    /// assert_eq!(q.pop_front(), Some(1));
+    /// ```
+    pub fn push_front(&mut self, value: T) -> Result<(), T> {
+        if self.len == N {
+            return Err(value);
+        }
+        self.head = Self::wrap(self.head + N - 1);
+        self.buf[self.head] = Some(value);
+        self.len += 1;
+        Ok(())
+    }
+
     /// Removes and returns the front item, or `None` if the queue is empty.
     ///
     /// # Examples

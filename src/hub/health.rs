@@ -34,7 +34,6 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
         let s = self.stats();
         let mut v = serde_json::to_value(&s).unwrap_or_default();
         if let Some(obj) = v.as_object_mut() {
-            obj.insert("total_failures".into(), s.queue_full_count.into());
             obj.insert(
                 "uptime_seconds".into(),
                 self.started.elapsed().as_secs_f64().into(),

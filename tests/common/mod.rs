@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, unbounded};
 use tungstenite::protocol::WebSocket;
 use tungstenite::{Message as WsMessage, client::IntoClientRequest};
-use wshub::{DefaultHub, HubConfig, HubEvent, HubHandle, Message};
+use wshub::{Hub, HubConfig, HubEvent, HubHandle, Message};
 
 /// A config for tests: loopback, port 0, short timeouts.
 pub fn test_config() -> HubConfig {
@@ -32,18 +32,19 @@ impl TestHub {
     /// Starts a hub that relays every application message with a `receiver`
     /// to that user, and reports every event to `events`.
     pub fn start(config: HubConfig) -> TestHub {
-        Self::start_with(config, |_| {})
+        Self::start_with::<{ wshub::DEFAULT_QUEUE }>(config, |_| {})
     }
 
-    /// Like `start`, with a chance to set the hub up on its own thread first.
-    pub fn start_with(
+    /// Like `start`, with rings of `Q` frames and a chance to set the hub up
+    /// on its own thread first.
+    pub fn start_with<const Q: usize>(
         config: HubConfig,
-        setup: impl FnOnce(&mut DefaultHub) + Send + 'static,
+        setup: impl FnOnce(&mut Hub<Q>) + Send + 'static,
     ) -> TestHub {
         let (tx, events) = unbounded();
         let (ready_tx, ready) = unbounded();
         let thread = std::thread::spawn(move || {
-            let mut hub = DefaultHub::bind(config).expect("hub binds");
+            let mut hub = Hub::<Q>::bind(config).expect("hub binds");
             setup(&mut hub);
             ready_tx.send((hub.local_addr(), hub.handle())).unwrap();
             hub.run(|hub, ev| {
@@ -284,4 +285,40 @@ pub fn client_frame(first_byte: u8, payload: &[u8]) -> Vec<u8> {
     f.extend_from_slice(&mask);
     f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
     f
+}
+
+/// A plain HTTP GET on the hub's port: (status, body).
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut c = RawClient::connect(addr);
+    c.send(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes());
+    let all = String::from_utf8_lossy(&c.read_to_end()).into_owned();
+    let status = all.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = all
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// The hub's counters, read through its health endpoint.
+pub fn stats(addr: SocketAddr) -> serde_json::Value {
+    let (status, body) = http_get(addr, "/health/failure-stats");
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).expect("stats JSON")
+}
+
+/// Polls `stats` until `field` reaches `at_least` (within 5 s).
+pub fn wait_stat(addr: SocketAddr, field: &str, at_least: u64) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let s = stats(addr);
+        if s[field].as_u64().unwrap_or(0) >= at_least {
+            return s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{field} stayed below {at_least}: {s}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
