@@ -156,3 +156,99 @@ fn routing_and_delivering_allocates_nothing_on_the_hub_thread() {
         "{allocations} allocations on the hub thread for {delivered} deliveries"
     );
 }
+
+#[test]
+fn first_try_successful_deliveries_with_retry_allocate_nothing_on_the_hub_thread() {
+    let mut config = HubConfig::default();
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.max_connections = 64;
+    let mut hub = DefaultHub::bind(config).unwrap();
+    let addr = hub.local_addr();
+    let succeeded = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let (s, f) = (succeeded.clone(), failed.clone());
+    hub.on_send_result(move |_id, result| {
+        if result.success && result.attempts.len() == 1 {
+            s.fetch_add(1, Ordering::Relaxed);
+        } else {
+            f.fetch_add(1, Ordering::Relaxed);
+        }
+    });
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut readers = Vec::new();
+    for query in [
+        "user_id=r0&client_id=a",
+        "user_id=r0&client_id=b",
+        "user_id=r1",
+    ] {
+        let stop = stop.clone();
+        readers.push(std::thread::spawn(move || {
+            let stream = std::net::TcpStream::connect(addr).unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_millis(50)))
+                .unwrap();
+            let (mut ws, _) =
+                tungstenite::client(format!("ws://{addr}/ws?{query}"), stream).unwrap();
+            while !stop.load(Ordering::Relaxed) {
+                match ws.read() {
+                    Ok(_) => {}
+                    Err(tungstenite::Error::Io(e))
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        ) => {}
+                    Err(_) => break,
+                }
+            }
+        }));
+    }
+    let mut connected = 0;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while connected < 3 && Instant::now() < deadline {
+        hub.poll(Some(Duration::from_millis(10))).unwrap();
+        while let Some(ev) = hub.next_event() {
+            connected += usize::from(matches!(ev, HubEvent::Connected { .. }));
+        }
+    }
+    assert_eq!(connected, 3);
+
+    let to_r0 = wshub::Envelope::new(Message::text("r0", "with retry")).unwrap();
+    let to_r1 = wshub::Envelope::new(Message::text("r1", "with retry")).unwrap();
+    // Ten deliveries in flight at a time, each settled before the next batch.
+    let batch = |hub: &mut DefaultHub, batches: u64| {
+        for _ in 0..batches {
+            let target = succeeded.load(Ordering::Relaxed) + failed.load(Ordering::Relaxed) + 10;
+            for i in 0..10 {
+                let (user, env) = if i % 2 == 0 {
+                    ("r0", &to_r0)
+                } else {
+                    ("r1", &to_r1)
+                };
+                hub.send_envelope_with_retry(user, env).unwrap();
+            }
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while succeeded.load(Ordering::Relaxed) + failed.load(Ordering::Relaxed) < target
+                && Instant::now() < deadline
+            {
+                hub.poll(Some(Duration::from_millis(1))).unwrap();
+            }
+        }
+    };
+    batch(&mut hub, 5);
+    let allocations = count_allocations(|| batch(&mut hub, 200));
+    stop.store(true, Ordering::Relaxed);
+    for r in readers {
+        r.join().unwrap();
+    }
+    assert_eq!(failed.load(Ordering::Relaxed), 0);
+    assert_eq!(
+        succeeded.load(Ordering::Relaxed),
+        2050,
+        "every delivery succeeded first time"
+    );
+    assert_eq!(
+        allocations, 0,
+        "{allocations} allocations on the hub thread for 2,000 deliveries"
+    );
+}
