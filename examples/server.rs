@@ -7,7 +7,10 @@
 
 use std::process::ExitCode;
 
-use wshub::{DefaultHub, HubConfig, HubEvent, Message, SendError};
+use std::collections::HashMap;
+use std::time::Duration;
+
+use wshub::{ConnId, DefaultHub, DeliveryId, HubConfig, HubEvent, Message};
 
 const USAGE: &str = "usage: server [--addr HOST:PORT] [--config FILE]";
 const DEMO_PAGE: &str = include_str!("assets/demo.html");
@@ -76,16 +79,67 @@ fn main() -> ExitCode {
         }
     };
     hub.add_page("/", "text/html; charset=utf-8", DEMO_PAGE.as_bytes());
+    // Final delivery results come back on the hub thread; the loop below
+    // tells each sender how its message fared.
+    let (results_tx, results) = crossbeam_channel::unbounded();
+    hub.on_send_result(move |id, r| {
+        let _ = results_tx.send((id, r.clone()));
+    });
     println!(
         "wshub demo on http://{}/  (WebSocket endpoint /ws?user_id=NAME)",
         hub.local_addr()
     );
 
-    let result = hub.run(|hub, event| match event {
+    let mut senders: HashMap<DeliveryId, (ConnId, String)> = HashMap::new();
+    let result = (|| -> std::io::Result<()> {
+        while !hub.is_finished() {
+            hub.poll(Some(Duration::from_millis(200)))?;
+            while let Some(event) = hub.next_event() {
+                handle_event(&mut hub, &mut senders, event);
+            }
+            while let Ok((id, r)) = results.try_recv() {
+                let Some((conn, message_id)) = senders.remove(&id) else {
+                    continue;
+                };
+                let notice = Message::notice(
+                    "send_result",
+                    serde_json::json!({
+                        "message_id": message_id,
+                        "success": r.success,
+                        "attempts": r.attempts.len(),
+                        "total_retries": r.total_retries,
+                        "total_time_ms": r.total_time.as_millis() as u64,
+                        "final_error": r.final_error.map(|e| e.name()),
+                    }),
+                );
+                let _ = hub.send_to_client(conn, &notice);
+            }
+        }
+        Ok(())
+    })();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Relays application messages with retry (honouring the sender's
+/// `require_ack`); remembers who sent what so the result can be reported.
+fn handle_event(
+    hub: &mut DefaultHub,
+    senders: &mut HashMap<DeliveryId, (ConnId, String)>,
+    event: HubEvent,
+) {
+    match event {
         HubEvent::Connected { identity, .. } => {
             println!("+ {} ({})", identity.user_id, identity.client_id);
         }
-        HubEvent::Disconnected { identity, reason, .. } => {
+        HubEvent::Disconnected {
+            identity, reason, ..
+        } => {
             println!("- {} ({}): {reason}", identity.user_id, identity.client_id);
         }
         HubEvent::Message { conn, message, .. } => {
@@ -98,31 +152,20 @@ fn main() -> ExitCode {
                 return;
             }
             let to = message.receiver.clone();
-            match hub.send_to_user(&to, &message) {
-                Ok(n) => println!("{} -> {to}: {} ({n} device(s))", message.sender, message.content),
+            match hub.send_to_user_with_retry(&to, &message) {
+                Ok(id) => {
+                    println!("{} -> {to}: {}", message.sender, message.content);
+                    senders.insert(id, (conn, message.message_id.clone()));
+                }
                 Err(e) => {
-                    println!("{} -> {to}: failed: {e}", message.sender);
-                    let reason = match e {
-                        SendError::UserOffline => "user_offline",
-                        SendError::QueueFull { .. } => "queue_full",
-                        SendError::MessageTooLarge { .. } => "message_too_large",
-                        _ => "conn_error",
-                    };
                     let notice = Message::notice(
                         "error",
-                        serde_json::json!({"reason": reason, "detail": e.to_string(), "receiver": to}),
+                        serde_json::json!({"reason": "validation", "detail": e.to_string()}),
                     );
                     let _ = hub.send_to_client(conn, &notice);
                 }
             }
         }
         HubEvent::Text { .. } | HubEvent::Binary { .. } => {}
-    });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(1)
-        }
     }
 }

@@ -345,3 +345,42 @@ impl Drop for FailurePool {
         }
     }
 }
+
+// A handler shared with the host (to read its counters, say) is registered
+// as an `Arc` of it.
+impl<T: SendFailureHandler + ?Sized> SendFailureHandler for Arc<T> {
+    fn handle_send_failure(&self, msg: &Message, to: &str, reason: FailureReason, err: &Failure) {
+        (**self).handle_send_failure(msg, to, reason, err)
+    }
+}
+
+impl<T: QueueFullHandler + ?Sized> QueueFullHandler for Arc<T> {
+    fn handle_queue_full(&self, msg: &Message, to: &str, queue_type: &str, err: &Failure) {
+        (**self).handle_queue_full(msg, to, queue_type, err)
+    }
+}
+
+impl<T: UserOfflineHandler + ?Sized> UserOfflineHandler for Arc<T> {
+    fn handle_user_offline(&self, msg: &Message, user_id: &str, err: &Failure) {
+        (**self).handle_user_offline(msg, user_id, err)
+    }
+}
+
+impl<T: ConnectionErrorHandler + ?Sized> ConnectionErrorHandler for Arc<T> {
+    fn handle_connection_error(&self, msg: &Message, client_id: &str, err: &Failure) {
+        (**self).handle_connection_error(msg, client_id, err)
+    }
+}
+
+impl<T: TimeoutHandler + ?Sized> TimeoutHandler for Arc<T> {
+    fn handle_timeout(
+        &self,
+        msg: &Message,
+        to: &str,
+        kind: TimeoutKind,
+        duration: Duration,
+        err: &Failure,
+    ) {
+        (**self).handle_timeout(msg, to, kind, duration, err)
+    }
+}

@@ -48,7 +48,10 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
         let v = serde_json::to_value(&s).unwrap_or_default();
         if let Some(obj) = v.as_object() {
             for (name, value) in obj {
-                let kind = if matches!(name.as_str(), "connections" | "users" | "queued") {
+                let kind = if matches!(
+                    name.as_str(),
+                    "connections" | "users" | "queued" | "pending_deliveries" | "handler_backlog"
+                ) {
                     "gauge"
                 } else {
                     "counter"
