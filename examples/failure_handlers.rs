@@ -104,7 +104,7 @@ impl SendFailureHandler for MetricsFailureHandler {
             _ => return,
         };
         counter.fetch_add(1, Ordering::Relaxed);
-        if n % 10 == 0 {
+        if n.is_multiple_of(10) {
             self.print_statistics();
         }
     }
