@@ -455,6 +455,10 @@ fn full_ring_is_queue_full_for_the_caller_and_the_handlers_and_retries_back_off(
     // Others' traffic is unaffected.
     send(&mut healthy, r#"{"message_type":"ping"}"#);
     assert_eq!(recv(&mut healthy).message_type, "pong");
+    // Memory stays bounded: the slow client's ring never holds more than 4.
+    let s = stats(hub.addr);
+    assert!(s["queued"].as_u64().unwrap() <= 4, "{s}");
+    assert!(s["queue_full_count"].as_u64().unwrap() >= 4);
 }
 
 #[test]
