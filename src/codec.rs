@@ -1138,6 +1138,7 @@ pub fn encode_close(code: u16, reason: &str) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testutil::Rng;
 
     const FIN: u8 = 0x80;
     const CONT: u8 = 0x0;
@@ -1171,30 +1172,6 @@ mod tests {
 
     fn text(s: &str) -> Owned {
         Owned::Text(s.to_owned())
-    }
-
-    /// xorshift64*: small, deterministic, good enough for test data.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-        }
-
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-
-        fn bytes(&mut self, n: usize) -> Vec<u8> {
-            (0..n).map(|_| self.next() as u8).collect()
-        }
-
-        fn mask(&mut self) -> [u8; 4] {
-            (self.next() as u32).to_ne_bytes()
-        }
     }
 
     /// Client frame with first byte `b0`, the given length encoding (0 =
@@ -1697,10 +1674,10 @@ mod tests {
     fn mask_matches_naive() {
         let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
         for _ in 0..2000 {
-            let len = rng.below(100);
+            let len = rng.index(100);
             let data = rng.bytes(len);
             let mask = rng.mask();
-            let offset = rng.below(1 << 20);
+            let offset = rng.index(1 << 20);
             let naive: Vec<u8> = data
                 .iter()
                 .enumerate()
@@ -1711,7 +1688,7 @@ mod tests {
             assert_eq!(fast, naive);
             // Piecewise application continues the phase.
             let mut pieces = data.clone();
-            let split = rng.below(data.len() + 1);
+            let split = rng.index(data.len() + 1);
             let (a, b) = pieces.split_at_mut(split);
             apply_mask(a, mask, offset);
             apply_mask(b, mask, offset + split);
@@ -1773,8 +1750,8 @@ mod tests {
     /// Random valid UTF-8, rich in multi-byte code points.
     fn random_text(rng: &mut Rng, max_chars: usize) -> String {
         const CHARS: [char; 6] = ['a', 'Z', 'é', 'κ', '€', '😀'];
-        (0..rng.below(max_chars + 1))
-            .map(|_| CHARS[rng.below(CHARS.len())])
+        (0..rng.index(max_chars + 1))
+            .map(|_| CHARS[rng.index(CHARS.len())])
             .collect()
     }
 
@@ -1784,20 +1761,20 @@ mod tests {
         for round in 0..300 {
             let mut wire = Vec::new();
             let mut expected = Vec::new();
-            for _ in 0..rng.below(12) + 1 {
-                let big = rng.below(20) == 0;
+            for _ in 0..rng.index(12) + 1 {
+                let big = rng.index(20) == 0;
                 let max = if big { 40_000 } else { 200 };
-                let (opcode, payload, message) = if rng.below(2) == 0 {
+                let (opcode, payload, message) = if rng.index(2) == 0 {
                     let s = random_text(&mut rng, max / 4);
                     (TEXT, s.as_bytes().to_vec(), Owned::Text(s))
                 } else {
-                    let len = rng.below(max + 1);
+                    let len = rng.index(max + 1);
                     let b = rng.bytes(len);
                     (BIN, b.clone(), Owned::Binary(b))
                 };
                 // Cut into fragments at arbitrary bytes, even inside code points.
-                let mut cuts: Vec<usize> = (0..rng.below(4))
-                    .map(|_| rng.below(payload.len() + 1))
+                let mut cuts: Vec<usize> = (0..rng.index(4))
+                    .map(|_| rng.index(payload.len() + 1))
                     .collect();
                 cuts.push(0);
                 cuts.push(payload.len());
@@ -1815,16 +1792,16 @@ mod tests {
                     if fin != 0 {
                         expected.push(message.clone());
                     }
-                    if rng.below(4) == 0 {
-                        let len = rng.below(126);
+                    if rng.index(4) == 0 {
+                        let len = rng.index(126);
                         let ping = rng.bytes(len);
                         wire.extend(frame_with(FIN | PING, &ping, 0, Some(rng.mask())));
                         expected.push(Owned::Ping(ping));
                     }
                 }
             }
-            let mut splits: Vec<usize> = (0..rng.below(8))
-                .map(|_| rng.below(wire.len() + 1))
+            let mut splits: Vec<usize> = (0..rng.index(8))
+                .map(|_| rng.index(wire.len() + 1))
                 .collect();
             splits.push(0);
             splits.push(wire.len());
@@ -1838,7 +1815,7 @@ mod tests {
                 for chunk in &chunks {
                     let mut data = chunk.to_vec();
                     let mut feed = dec.feed(&mut data);
-                    for _ in 0..rng.below(3) {
+                    for _ in 0..rng.index(3) {
                         match feed.next_frame().unwrap() {
                             Some(frame) => got.push(Owned::from(frame)),
                             None => break,

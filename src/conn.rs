@@ -69,6 +69,15 @@ pub(crate) struct Conn<const Q: usize> {
     pub read_pending: bool,
 }
 
+/// The connection `id` names, unless it has closed (its slot may hold a
+/// newer one). A free function so that it borrows only the slab.
+pub(crate) fn live<const Q: usize>(
+    conns: &mut slab::Slab<Conn<Q>>,
+    id: ConnId,
+) -> Option<&mut Conn<Q>> {
+    conns.get_mut(id.index()).filter(|c| c.id == id)
+}
+
 impl<const Q: usize> Conn<Q> {
     pub fn is_open(&self) -> bool {
         matches!(self.phase, Phase::Open)

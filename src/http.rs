@@ -674,6 +674,7 @@ fn push_field(out: &mut Vec<u8>, s: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testutil::Rng;
 
     const MAX: usize = 8192;
 
@@ -1113,22 +1114,6 @@ mod tests {
         }
     }
 
-    /// xorshift64*: deterministic, so a failure reproduces.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-        }
-
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-    }
-
     /// Exercises everything a hub would call on a parsed request.
     fn use_request(buf: &[u8], max_head: usize) {
         if let Ok(Some((req, len))) = parse_request(buf, max_head) {
@@ -1146,28 +1131,28 @@ mod tests {
         // the request line now and then.
         let alphabet = b"GET /?&=%+:,\r\n\r\nHTTP/1.1 ws aZ09\xff\x00\t";
         for _ in 0..20_000 {
-            let len = rng.below(300);
-            let buf: Vec<u8> = if rng.below(2) == 0 {
+            let len = rng.index(300);
+            let buf: Vec<u8> = if rng.index(2) == 0 {
                 (0..len).map(|_| rng.next() as u8).collect()
             } else {
                 (0..len)
-                    .map(|_| alphabet[rng.below(alphabet.len())])
+                    .map(|_| alphabet[rng.index(alphabet.len())])
                     .collect()
             };
-            use_request(&buf, 1 + rng.below(400));
+            use_request(&buf, 1 + rng.index(400));
             let _ = percent_decode(&String::from_utf8_lossy(&buf));
         }
         for _ in 0..20_000 {
-            let base = if rng.below(2) == 0 { CHROME } else { FIREFOX };
-            let mut buf = base[..rng.below(base.len() + 1)].to_vec();
-            for _ in 0..rng.below(4) {
+            let base = if rng.index(2) == 0 { CHROME } else { FIREFOX };
+            let mut buf = base[..rng.index(base.len() + 1)].to_vec();
+            for _ in 0..rng.index(4) {
                 if !buf.is_empty() {
-                    let i = rng.below(buf.len());
+                    let i = rng.index(buf.len());
                     buf[i] = rng.next() as u8;
                 }
             }
-            let max_head = if rng.below(4) == 0 {
-                rng.below(base.len() + 10)
+            let max_head = if rng.index(4) == 0 {
+                rng.index(base.len() + 10)
             } else {
                 MAX
             };

@@ -50,6 +50,8 @@ pub mod reason;
 mod registry;
 pub mod retry;
 pub mod stats;
+#[cfg(test)]
+mod testutil;
 pub mod timer;
 
 pub use auth::{Authenticator, Identity, Rejection};

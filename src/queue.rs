@@ -453,6 +453,7 @@ impl<T: fmt::Debug, const N: usize> fmt::Debug for Drain<'_, T, N> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testutil::Rng;
     use std::collections::VecDeque;
     use std::rc::Rc;
 
@@ -575,20 +576,6 @@ mod tests {
             format!("{q:?}"),
             "RingQueue { len: 2, capacity: 4, items: [1, 2] }"
         );
-    }
-
-    /// xorshift64: deterministic and dependency-free.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
-        }
     }
 
     fn model_run<const N: usize>(seed: u64) {

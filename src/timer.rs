@@ -620,6 +620,7 @@ impl<T, const SLOTS: usize> fmt::Debug for TimerWheel<T, SLOTS> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testutil::Rng;
     use std::collections::{BTreeMap, HashMap};
 
     const TICK: Duration = Duration::from_millis(1);
@@ -866,20 +867,6 @@ mod tests {
             format!("{wheel:?}"),
             "TimerWheel { len: 1, slots: 4, tick: 1ms, current_tick: 0, .. }"
         );
-    }
-
-    /// xorshift64: deterministic and dependency-free.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
-        }
     }
 
     /// Random operations checked against a `BTreeMap` keyed by

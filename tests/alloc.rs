@@ -54,6 +54,50 @@ fn count_allocations(f: impl FnOnce()) -> u64 {
     ALLOCATIONS.load(Ordering::Relaxed) - before
 }
 
+/// A client on its own thread that reads (and counts text messages) until
+/// `stop` is set.
+fn spawn_reader(
+    addr: std::net::SocketAddr,
+    query: String,
+    stop: Arc<AtomicBool>,
+    received: Arc<AtomicU64>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let stream = std::net::TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let (mut ws, _) = tungstenite::client(format!("ws://{addr}/ws?{query}"), stream).unwrap();
+        while !stop.load(Ordering::Relaxed) {
+            match ws.read() {
+                Ok(WsMessage::Text(_)) => {
+                    received.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(_) => {}
+                Err(tungstenite::Error::Io(e))
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(_) => break,
+            }
+        }
+    })
+}
+
+/// Polls until `n` clients have connected.
+fn wait_connected(hub: &mut DefaultHub, n: usize) {
+    let mut connected = 0;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while connected < n && Instant::now() < deadline {
+        hub.poll(Some(Duration::from_millis(10))).unwrap();
+        while let Some(ev) = hub.next_event() {
+            connected += usize::from(matches!(ev, HubEvent::Connected { .. }));
+        }
+    }
+    assert_eq!(connected, n);
+}
+
 #[test]
 fn routing_and_delivering_allocates_nothing_on_the_hub_thread() {
     let mut config = HubConfig::default();
@@ -73,41 +117,9 @@ fn routing_and_delivering_allocates_nothing_on_the_hub_thread() {
             1 => "user_id=u0&client_id=b".to_string(),
             n => format!("user_id=u{}", n - 1),
         };
-        let (received, stop) = (received.clone(), stop.clone());
-        readers.push(std::thread::spawn(move || {
-            let stream = std::net::TcpStream::connect(addr).unwrap();
-            stream
-                .set_read_timeout(Some(Duration::from_millis(50)))
-                .unwrap();
-            let (mut ws, _) =
-                tungstenite::client(format!("ws://{addr}/ws?{query}"), stream).unwrap();
-            while !stop.load(Ordering::Relaxed) {
-                match ws.read() {
-                    Ok(WsMessage::Text(_)) => {
-                        received.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Ok(_) => {}
-                    Err(tungstenite::Error::Io(e))
-                        if matches!(
-                            e.kind(),
-                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                        ) => {}
-                    Err(_) => break,
-                }
-            }
-        }));
+        readers.push(spawn_reader(addr, query, stop.clone(), received.clone()));
     }
-    let mut connected = 0;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while connected < CLIENTS && Instant::now() < deadline {
-        hub.poll(Some(Duration::from_millis(10))).unwrap();
-        while let Some(ev) = hub.next_event() {
-            if matches!(ev, HubEvent::Connected { .. }) {
-                connected += 1;
-            }
-        }
-    }
-    assert_eq!(connected, CLIENTS);
+    wait_connected(&mut hub, CLIENTS);
 
     let payload = Payload::json(&Message::text("u0", "steady state")).unwrap();
     let users = ["u0", "u1", "u2", "u3"];
@@ -177,41 +189,20 @@ fn first_try_successful_deliveries_with_retry_allocate_nothing_on_the_hub_thread
 
     let stop = Arc::new(AtomicBool::new(false));
     let mut readers = Vec::new();
+    let ignored = Arc::new(AtomicU64::new(0));
     for query in [
         "user_id=r0&client_id=a",
         "user_id=r0&client_id=b",
         "user_id=r1",
     ] {
-        let stop = stop.clone();
-        readers.push(std::thread::spawn(move || {
-            let stream = std::net::TcpStream::connect(addr).unwrap();
-            stream
-                .set_read_timeout(Some(Duration::from_millis(50)))
-                .unwrap();
-            let (mut ws, _) =
-                tungstenite::client(format!("ws://{addr}/ws?{query}"), stream).unwrap();
-            while !stop.load(Ordering::Relaxed) {
-                match ws.read() {
-                    Ok(_) => {}
-                    Err(tungstenite::Error::Io(e))
-                        if matches!(
-                            e.kind(),
-                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                        ) => {}
-                    Err(_) => break,
-                }
-            }
-        }));
+        readers.push(spawn_reader(
+            addr,
+            query.to_owned(),
+            stop.clone(),
+            ignored.clone(),
+        ));
     }
-    let mut connected = 0;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while connected < 3 && Instant::now() < deadline {
-        hub.poll(Some(Duration::from_millis(10))).unwrap();
-        while let Some(ev) = hub.next_event() {
-            connected += usize::from(matches!(ev, HubEvent::Connected { .. }));
-        }
-    }
-    assert_eq!(connected, 3);
+    wait_connected(&mut hub, 3);
 
     let to_r0 = wshub::Envelope::new(Message::text("r0", "with retry")).unwrap();
     let to_r1 = wshub::Envelope::new(Message::text("r1", "with retry")).unwrap();

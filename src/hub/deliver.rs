@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::{Hub, Lifecycle, TimerEvent};
+use crate::conn::live;
 use crate::delivery::{
     DeliveryId, DeliveryTarget, Envelope, SendAttempt, SendResult, Tag, TargetState, Waiter,
 };
@@ -468,8 +469,8 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
             return;
         }
         t.ack_timer = None;
-        let (key, conn_id) = (t.key, t.conn);
-        if let Some(conn) = self.conns.get_mut(key).filter(|c| c.id == conn_id)
+        let conn_id = t.conn;
+        if let Some(conn) = live(&mut self.conns, conn_id)
             && let Some(pos) = conn.awaiting_acks.iter().position(|x| *x == tag)
         {
             conn.awaiting_acks.swap_remove(pos);
@@ -538,7 +539,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
     pub(super) fn on_send_timeout(&mut self, id: ConnId) {
         let timeout = self.config.send_timeout;
         let now = self.now;
-        let Some(conn) = self.conns.get_mut(id.index()).filter(|c| c.id == id) else {
+        let Some(conn) = live(&mut self.conns, id) else {
             return;
         };
         conn.timers.send = None;

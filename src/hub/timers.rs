@@ -3,7 +3,7 @@
 //! connections.
 
 use super::{Hub, TimerEvent};
-use crate::conn::Phase;
+use crate::conn::{Phase, live};
 use crate::event::DisconnectReason;
 use crate::outbox::CloseWhen;
 
@@ -12,12 +12,9 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
         while let Some(event) = self.timers.poll(self.now) {
             match event {
                 TimerEvent::Phase(id) => {
-                    let Some(conn) = self.conns.get_mut(id.index()) else {
+                    let Some(conn) = live(&mut self.conns, id) else {
                         continue;
                     };
-                    if conn.id != id {
-                        continue;
-                    }
                     conn.timers.phase = None;
                     let reason = match conn.phase {
                         Phase::Handshake { .. } => {
@@ -34,12 +31,9 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
                     self.remove_conn(id.index(), reason);
                 }
                 TimerEvent::Idle(id) => {
-                    let Some(conn) = self.conns.get_mut(id.index()) else {
+                    let Some(conn) = live(&mut self.conns, id) else {
                         continue;
                     };
-                    if conn.id != id {
-                        continue;
-                    }
                     conn.timers.idle = None;
                     let deadline = conn.last_seen + self.config.client_timeout;
                     if deadline > self.now {
@@ -58,12 +52,9 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
                     }
                 }
                 TimerEvent::Heartbeat(id) => {
-                    let Some(conn) = self.conns.get_mut(id.index()) else {
+                    let Some(conn) = live(&mut self.conns, id) else {
                         continue;
                     };
-                    if conn.id != id {
-                        continue;
-                    }
                     conn.timers.heartbeat = None;
                     if !conn.is_open() {
                         continue;
