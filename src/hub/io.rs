@@ -534,6 +534,11 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
             reason: Some(reason),
             peer_closed: false,
         };
+        // A closing connection is no longer a device of its user: sends and
+        // retries skip it, and it no longer counts against the limits.
+        if let Some(identity) = &conn.identity {
+            self.registry.remove(&identity.user_id, key);
+        }
         let linger = if when == CloseWhen::AfterData {
             self.config.shutdown_timeout.max(CLOSE_LINGER)
         } else {
@@ -673,16 +678,13 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
         if let Some(t) = conn.timers.send.take() {
             self.timers.cancel(t);
         }
-        // Unregister first: a retry started by the failures below must not
-        // pick this connection again.
-        let registered = conn
-            .identity
-            .as_ref()
-            .is_some_and(|id| self.registry.remove(&id.user_id, key));
+        // Unregister first (if closing has not already): a retry started by
+        // the failures below must not pick this connection again.
+        if let Some(identity) = &conn.identity {
+            self.registry.remove(&identity.user_id, key);
+        }
         self.fail_conn_leftovers(&mut conn, reason);
-        if let Some(identity) = conn.identity.take()
-            && registered
-        {
+        if let Some(identity) = conn.identity.take() {
             log::debug!("{} closed: {reason}", conn.id);
             self.events.push_back(HubEvent::Disconnected {
                 conn: conn.id,
