@@ -216,7 +216,7 @@ fn per_user_limit_and_replacement_by_client_id() {
         other => panic!("third device should get 503, got {other:?}"),
     }
     // Same client id: replaces the old connection instead of counting.
-    let _b2 = connect(hub.addr, "user_id=lim&client_id=b");
+    let mut b2 = connect(hub.addr, "user_id=lim&client_id=b");
     let kick = recv_type(&mut b, "kick_out");
     assert!(
         kick.data.unwrap()["reason"]
@@ -225,6 +225,11 @@ fn per_user_limit_and_replacement_by_client_id() {
             .contains("replaced")
     );
     assert_eq!(expect_close(&mut b), Some(1000));
+    // The device id now names the new connection.
+    let mut to_b = Message::text("lim", "to the new b");
+    to_b.receiver_client = "b".into();
+    hub.handle.send_to_user("lim", &to_b).unwrap();
+    assert_eq!(recv(&mut b2).content, "to the new b");
 }
 
 #[test]
