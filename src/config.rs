@@ -1499,7 +1499,11 @@ wsc:
         assert!(yaml("  ws_path: /metrics\n  health: {enabled: false}\n").is_ok());
         // `*` (any path) is the wildcard the hub understands, not a bad path.
         assert!(yaml("  ws_path: \"*\"\n").is_ok());
-        assert!(yaml_err("  ws_path: \"*x\"\n").to_string().contains("ws_path"));
+        assert!(
+            yaml_err("  ws_path: \"*x\"\n")
+                .to_string()
+                .contains("ws_path")
+        );
     }
 
     #[test]
