@@ -199,7 +199,8 @@ pub struct HubConfig {
     pub offline_queue_per_user: usize,
     /// Address the hub listens on.
     pub listen: SocketAddr,
-    /// HTTP path of the WebSocket endpoint.
+    /// HTTP path of the WebSocket endpoint; `*` upgrades on any path (plain
+    /// `GET`s still reach the pages and health endpoints).
     pub ws_path: String,
     /// Health and metrics endpoints.
     pub health: HealthConfig,
@@ -392,7 +393,12 @@ impl HubConfig {
                 max_message_size: self.max_message_size,
             });
         }
-        let mut paths = vec![("ws_path", self.ws_path.as_str())];
+        // `*` is the any-path wildcard the hub matches before the literal
+        // paths, so it is neither malformed nor shared with them.
+        let mut paths = Vec::with_capacity(4);
+        if self.ws_path != "*" {
+            paths.push(("ws_path", self.ws_path.as_str()));
+        }
         if self.health.enabled {
             paths.extend([
                 (
@@ -1491,6 +1497,13 @@ wsc:
         }
         // A disabled health endpoint frees its path.
         assert!(yaml("  ws_path: /metrics\n  health: {enabled: false}\n").is_ok());
+        // `*` (any path) is the wildcard the hub understands, not a bad path.
+        assert!(yaml("  ws_path: \"*\"\n").is_ok());
+        assert!(
+            yaml_err("  ws_path: \"*x\"\n")
+                .to_string()
+                .contains("ws_path")
+        );
     }
 
     #[test]

@@ -14,9 +14,13 @@ use crate::delivery::Tag;
 use crate::message::Payload;
 use crate::queue::RingQueue;
 
-/// Control frames (pongs) waiting at once; more are dropped, which is
-/// harmless: a peer only needs the pong to the latest ping (RFC 6455 5.5.3).
-const CONTROL_SLOTS: usize = 4;
+/// Control frames (pongs, notices) waiting at once. Enough for a burst of
+/// pings to get one pong each (Autobahn 2.10 sends ten at once); beyond it a
+/// new pong replaces the newest waiting one, since a peer only needs the pong
+/// to the latest ping (RFC 6455 5.5.3).
+const CONTROL_SLOTS: usize = 16;
+/// First byte of an unfragmented pong frame.
+const PONG_HEAD: u8 = 0x8a;
 /// Frames handed to one `write_vectored` call.
 const MAX_IOV: usize = 16;
 
@@ -85,8 +89,30 @@ impl<const Q: usize> Outbox<Q> {
     }
 
     /// Queues a control frame (pong, ping); false when the control lane is full.
+    ///
+    /// On a full lane a pong replaces the newest waiting pong (unless that one
+    /// is partly written): dropping the new one instead would leave the
+    /// latest ping unanswered, which RFC 6455 5.5.3 does not allow.
     pub fn push_control(&mut self, frame: Payload) -> bool {
-        self.close.is_none() && self.control.push_back(frame).is_ok()
+        if self.close.is_some() {
+            return false;
+        }
+        let frame = match self.control.push_back(frame) {
+            Ok(()) => return true,
+            Err(frame) => frame,
+        };
+        let back_is_partial =
+            self.control.len() == 1 && matches!(self.partial, Some((Lane::Control, _)));
+        if frame.frame().first() != Some(&PONG_HEAD) || back_is_partial {
+            return false;
+        }
+        match self.control.back_mut() {
+            Some(back) if back.frame().first() == Some(&PONG_HEAD) => {
+                *back = frame;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Queues the close frame; the first one wins.
@@ -326,6 +352,27 @@ mod tests {
         assert_eq!(sink.bytes, expect);
         assert_eq!(done.len(), 2);
         assert!(!ob.has_pending());
+    }
+
+    #[test]
+    fn a_burst_of_pongs_keeps_the_pong_to_the_latest_ping() {
+        let pong =
+            |i: usize| Payload::encode(crate::codec::OpCode::Pong, format!("p{i}").as_bytes());
+        let mut ob: Outbox<4> = Outbox::new();
+        for i in 0..CONTROL_SLOTS + 5 {
+            assert!(ob.push_control(pong(i)), "pong {i} refused");
+        }
+        let mut sink = Sink {
+            bytes: vec![],
+            room: usize::MAX,
+        };
+        ob.flush(&mut sink, &mut |_| {}).unwrap();
+        // The first CONTROL_SLOTS - 1 in order, then the very last one.
+        let mut expect = Vec::new();
+        for i in (0..CONTROL_SLOTS - 1).chain([CONTROL_SLOTS + 4]) {
+            expect.extend_from_slice(pong(i).frame());
+        }
+        assert_eq!(sink.bytes, expect);
     }
 
     #[test]

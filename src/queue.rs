@@ -178,6 +178,30 @@ impl<T, const N: usize> RingQueue<T, N> {
         self.buf[self.head].as_mut()
     }
 
+    /// Returns a mutable reference to the back (most recently pushed) item,
+    /// if any.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use wshub::queue::RingQueue;
+    ///
+    /// let mut q: RingQueue<u8, 4> = RingQueue::new();
+    /// assert_eq!(q.back_mut(), None);
+    /// q.push_back(1).unwrap();
+    /// q.push_back(2).unwrap();
+    /// *q.back_mut().unwrap() = 3;
+    /// assert_eq!(q.pop_front(), Some(1));
+    /// assert_eq!(q.pop_front(), Some(3));
+    /// ```
+    pub fn back_mut(&mut self) -> Option<&mut T> {
+        if self.len == 0 {
+            return None;
+        }
+        let tail = Self::wrap(self.head + self.len - 1);
+        self.buf[tail].as_mut()
+    }
+
     /// Returns the number of queued items.
     ///
     /// # Examples

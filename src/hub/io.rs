@@ -91,7 +91,10 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
             phase: Phase::Handshake { head: Vec::new() },
             identity: None,
             decoder: Decoder::new(Limits {
-                max_frame_size: self.config.max_message_size,
+                max_frame_size: self
+                    .config
+                    .max_frame_size
+                    .unwrap_or(self.config.max_message_size),
                 max_message_size: self.config.max_message_size,
             }),
             outbox: Outbox::new(),

@@ -1,0 +1,76 @@
+// Drives the demo page of examples/server.rs in headless Chromium (Debian's
+// `chromium`, through playwright-core): two pages as two users exchange
+// messages, the page must show them, and screenshots are written.
+//
+// usage: node browser.mjs HTTP_URL SCREENSHOT.png
+// env:   CHROMIUM=/path/to/chromium (default /usr/bin/chromium)
+import { chromium } from "playwright-core";
+
+const [url, shot] = process.argv.slice(2);
+const executablePath = process.env.CHROMIUM || "/usr/bin/chromium";
+const browser = await chromium.launch({
+  executablePath,
+  headless: true,
+  args: [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+  ],
+  timeout: 30_000,
+});
+let failed = false;
+try {
+  const open = async (user) => {
+    // A context each: two independent browser profiles, like two people.
+    const context = await browser.newContext({ viewport: { width: 900, height: 720 } });
+    const page = await context.newPage();
+    page.setDefaultTimeout(10_000);
+    page.on("pageerror", (e) => {
+      console.error(`${user}: page error: ${e.message}`);
+      failed = true;
+    });
+    await page.goto(url);
+    await page.fill("#user", user);
+    await page.click("#connect");
+    await page.locator("#status", { hasText: /^connected$/ }).waitFor();
+    return page;
+  };
+  const send = async (page, to, text, ack) => {
+    await page.fill("#receiver", to);
+    await page.fill("#text", text);
+    await page.setChecked("#ack", ack);
+    await page.click("#send");
+  };
+  const shows = (page, cls, text) => page.locator(`#log li.${cls}`, { hasText: text }).waitFor();
+
+  const alice = await open("alice");
+  const bob = await open("bob");
+  await send(alice, "bob", "hello bob from alice", true);
+  await shows(bob, "in", "alice: hello bob from alice");
+  await send(bob, "alice", "hi alice, bob here", false);
+  await shows(alice, "in", "bob: hi alice, bob here");
+  await alice.click("#ping");
+  await shows(alice, "sys", "pong");
+  for (const [name, page] of [["alice", alice], ["bob", bob]]) {
+    const errors = await page.locator("#log li.err").allTextContents();
+    if (errors.length) throw new Error(`${name}'s page shows errors: ${errors.join("; ")}`);
+  }
+  await alice.screenshot({ path: shot, fullPage: true });
+  await bob.screenshot({ path: shot.replace(/\.png$/, "-bob.png"), fullPage: true });
+  for (const page of [alice, bob]) {
+    await page.click("#disconnect");
+    await shows(page, "sys", "closed (1000");
+  }
+  console.log(`ok: messages exchanged; screenshots ${shot}`);
+} catch (e) {
+  console.error(`browser test failed: ${e.message}`);
+  failed = true;
+} finally {
+  await browser.close();
+}
+process.exit(failed ? 1 : 0);

@@ -1,0 +1,53 @@
+"""An independent client (Python `websockets`) for wshub's interop test.
+
+usage: client.py WS_BASE_URL USER PEER
+
+Connects as USER, waits for PEER's message (which asks for an ACK), ACKs it,
+sends a message to PEER, checks that a JSON ping gets a pong (and the ACK no
+error), and closes with 1000. Exits non-zero, saying why, on any deviation.
+"""
+
+import json
+import sys
+
+from websockets.sync.client import connect
+
+TIMEOUT = 10
+
+
+def main() -> int:
+    base, user, peer = sys.argv[1:4]
+    url = f"{base}/ws?user_id={user}&client_id={user}-dev"
+    with connect(url, open_timeout=TIMEOUT, close_timeout=TIMEOUT) as ws:
+        print("connected", flush=True)
+        while True:
+            msg = json.loads(ws.recv(timeout=TIMEOUT))
+            if msg.get("message_type") == "text":
+                break
+        assert msg.get("sender") == peer, f"sender should be {peer}: {msg}"
+        assert msg.get("content") == f"hello {user}", f"unexpected content: {msg}"
+        assert msg.get("require_ack") and msg.get("message_id"), f"no ACK asked: {msg}"
+        ws.send(json.dumps({"message_type": "ack", "message_id": msg["message_id"]}))
+        ws.send(
+            json.dumps(
+                {
+                    "message_type": "text",
+                    "message_id": f"{user}-1",
+                    "receiver": peer,
+                    "content": f"hello {peer} from {user}",
+                }
+            )
+        )
+        # The next thing the hub says must be the pong: an `error` here would
+        # mean it refused the ACK or the message.
+        ws.send(json.dumps({"message_type": "ping"}))
+        reply = json.loads(ws.recv(timeout=TIMEOUT))
+        assert reply.get("message_type") == "pong", f"expected pong, got {reply}"
+        ws.close(code=1000, reason="done")
+        assert ws.close_code == 1000, f"server closed with {ws.close_code}"
+    print("closed 1000", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
