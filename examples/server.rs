@@ -101,6 +101,17 @@ fn main() -> ExitCode {
                 let Some((conn, message_id)) = senders.remove(&id) else {
                     continue;
                 };
+                match r.final_error {
+                    None => println!(
+                        "{message_id}: delivered after {} attempt(s)",
+                        r.attempts.len()
+                    ),
+                    Some(e) => println!(
+                        "{message_id}: failed ({}) after {} attempt(s)",
+                        e.name(),
+                        r.attempts.len()
+                    ),
+                }
                 let notice = Message::notice(
                     "send_result",
                     serde_json::json!({

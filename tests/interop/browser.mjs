@@ -52,10 +52,14 @@ try {
   const bob = await open("bob");
   await send(alice, "bob", "hello bob from alice", true);
   await shows(bob, "in", "alice: hello bob from alice");
+  // Bob's page ACKs it; the server tells alice how the delivery went.
+  await shows(alice, "sys", "delivered after 1 attempt");
   await send(bob, "alice", "hi alice, bob here", false);
   await shows(alice, "in", "bob: hi alice, bob here");
   await alice.click("#ping");
   await shows(alice, "sys", "pong");
+  // The live statistics table is filled from /health/failure-stats.
+  await alice.locator("#stats td", { hasText: "retry_successes" }).waitFor();
   for (const [name, page] of [["alice", alice], ["bob", bob]]) {
     const errors = await page.locator("#log li.err").allTextContents();
     if (errors.length) throw new Error(`${name}'s page shows errors: ${errors.join("; ")}`);
