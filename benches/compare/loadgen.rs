@@ -410,22 +410,32 @@ impl Loadgen {
         let mut cpu0 = None;
         let base = self.base;
         let mut body = vec![b'.'; size];
+        // After the window nothing more is sent; deliveries of what was sent
+        // in it are still awaited (at most a second) so that their latency
+        // counts and only real losses count as missing.
+        let drain_end = end + Duration::from_secs(1);
+        let mut cpu1 = None;
         loop {
             let now = Instant::now();
-            if now >= end {
+            let draining = now >= end;
+            if draining && cpu1.is_none() {
+                cpu1 = Some(thread_cpu());
+            }
+            if draining && (samples.len() as u64 >= sent_measured * healthy || now >= drain_end) {
                 break;
             }
             if cpu0.is_none() && now >= start {
                 cpu0 = Some(thread_cpu());
             }
             // The sender: closed loop on outstanding deliveries, or a clock.
-            let may_send = match rate {
-                None => {
-                    sent * healthy <= delivered + (in_flight - 1) * healthy
-                        || now - last_progress > Duration::from_millis(500)
-                }
-                Some(_) => now >= next_send,
-            };
+            let may_send = !draining
+                && match rate {
+                    None => {
+                        sent * healthy <= delivered + (in_flight - 1) * healthy
+                            || now - last_progress > Duration::from_millis(500)
+                    }
+                    Some(_) => now >= next_send,
+                };
             let c0 = &mut self.conns[0];
             if may_send && c0.wlen == 0 {
                 let ts = (now - base).as_nanos() as u64;
@@ -448,7 +458,9 @@ impl Loadgen {
                 None => Duration::from_millis(5),
             };
             self.poll.poll(&mut self.events, Some(timeout))?;
-            let measuring = Instant::now() >= start;
+            let t = Instant::now();
+            let measuring = t >= start;
+            let in_window = measuring && t < end;
             for ev in self.events.iter() {
                 let key = ev.token().0;
                 let c = &mut self.conns[key];
@@ -467,7 +479,7 @@ impl Loadgen {
                     got += 1;
                     if measuring && let Some(ts) = parse_hex(pre) {
                         let sent_at = base + Duration::from_nanos(ts);
-                        if sent_at >= start && samples.len() < samples.capacity() {
+                        if sent_at >= start && sent_at < end && samples.len() < samples.capacity() {
                             let us = now.saturating_duration_since(sent_at).as_micros();
                             samples.push(us.min(u32::MAX as u128) as u32);
                         }
@@ -475,14 +487,14 @@ impl Loadgen {
                 })?;
                 if got > 0 {
                     delivered += got;
-                    if measuring {
+                    if in_window {
                         delivered_measured += got;
                     }
                     last_progress = now;
                 }
             }
         }
-        let cpu = thread_cpu() - cpu0.unwrap_or(0.0);
+        let cpu = cpu1.unwrap_or_else(thread_cpu) - cpu0.unwrap_or(0.0);
         let (p50_us, p99_us) = percentiles(&mut samples);
         let expected = sent_measured * healthy;
         Ok(Measured {

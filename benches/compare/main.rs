@@ -12,6 +12,9 @@
 //! rotates each round) and each gets a fresh process; the table shows
 //! medians over the rounds and the ratio wshub / peer from the same run.
 //! Everything targets 127.0.0.1 and stops by itself.
+//!
+//! `COMPARE_WRAP="valgrind --tool=callgrind"` runs each server under a
+//! profiler (then only the profile means anything, not the figures).
 
 mod alloc;
 mod loadgen;
@@ -65,7 +68,14 @@ struct ServerStats {
 impl Server {
     fn start(name: &str, mode: &str, track_heap: bool, pin: bool) -> Server {
         let exe = std::env::current_exe().expect("current exe");
-        let mut cmd = if pin {
+        // COMPARE_WRAP="valgrind --tool=callgrind" profiles the servers.
+        let wrap = std::env::var("COMPARE_WRAP").unwrap_or_default();
+        let mut wrap = wrap.split_whitespace();
+        let mut cmd = if let Some(tool) = wrap.next() {
+            let mut c = Command::new(tool);
+            c.args(wrap).arg(exe);
+            c
+        } else if pin {
             let mut c = Command::new("taskset");
             c.args(["-c", "0"]).arg(exe);
             c
@@ -150,6 +160,9 @@ fn measured(m: &Measured, server_cpu: f64) -> Rec {
         ("p99", m.p99_us),
         ("client_cpu", m.client_cpu),
         ("server_cpu", server_cpu),
+        // Throughput per second of server CPU: robust to other processes
+        // taking turns on the server's core (this machine is shared).
+        ("per_cpu", m.rate / server_cpu),
         ("missing", m.missing as f64),
         ("sent", m.sent as f64),
     ])
@@ -204,11 +217,11 @@ fn run_storm(o: &Opts, server: &str, receivers: usize, slow_share: f64) -> Rec {
     // their rings (or broadcast backlogs).
     let m = lg
         .broadcast(
-            4096,
+            16384,
             0,
             Some(100.0),
             slow_share,
-            Duration::from_secs(3),
+            Duration::from_secs(5),
             o.window * 2,
         )
         .expect("storm");
@@ -373,9 +386,9 @@ fn main() {
                 } else if name.starts_with("idle") {
                     run_idle(&o, &server, 10_000)
                 } else if name == "storm calm" {
-                    run_storm(&o, &server, 1000, 0.0)
+                    run_storm(&o, &server, 100, 0.0)
                 } else {
-                    run_storm(&o, &server, 1000, 0.1)
+                    run_storm(&o, &server, 100, 0.1)
                 };
                 eprintln!(
                     "[{:>5.1}s] round {} {:<24} {:<18} {:?}",
@@ -443,7 +456,7 @@ fn print_tables(o: &Opts, scenarios: &[(usize, String)], results: &Results) {
         ),
         (
             "storm",
-            "healthy receivers, 100 msg/s × 4 KiB to 1000",
+            "healthy receivers, 100 msg/s × 16 KiB to 100, 5 s fill first",
             &[
                 ("rate", "deliv/s"),
                 ("p50", "p50 µs"),
@@ -469,9 +482,15 @@ fn print_tables(o: &Opts, scenarios: &[(usize, String)], results: &Results) {
             header += &format!(" {h} |");
             rule += "---:|";
         }
+        let ratio_fields: Vec<&(&str, &str)> = fields
+            .iter()
+            .filter(|(f, _)| ["rate", "per_cpu", "rss_per_conn"].contains(f))
+            .collect();
         if has_wshub {
-            header += &format!(" wshub/peer ({}) |", fields[0].1);
-            rule += "---:|";
+            for (_, h) in &ratio_fields {
+                header += &format!(" wshub/peer ({h}) |");
+                rule += "---:|";
+            }
         }
         println!("{header}\n{rule}");
         for key in rows {
@@ -481,14 +500,16 @@ fn print_tables(o: &Opts, scenarios: &[(usize, String)], results: &Results) {
                     line += &format!(" {} |", fmt_num(med(results, key, server, f)));
                 }
                 if has_wshub {
-                    let ratio = if server == "wshub" || !peers.contains(&server) {
-                        String::new()
-                    } else {
-                        let w = med(results, key, "wshub", fields[0].0);
-                        let p = med(results, key, server, fields[0].0);
-                        format!("{:.2}", w / p)
-                    };
-                    line += &format!(" {ratio} |");
+                    for (f, _) in &ratio_fields {
+                        let ratio = if server == "wshub" || !peers.contains(&server) {
+                            String::new()
+                        } else {
+                            let w = med(results, key, "wshub", f);
+                            let p = med(results, key, server, f);
+                            format!("{:.2}", w / p)
+                        };
+                        line += &format!(" {ratio} |");
+                    }
                 }
                 println!("{line}");
             }
