@@ -139,7 +139,7 @@ fn route(c: &mut Criterion) {
             b.iter(|| {
                 let n = hub.send(Target::User("u"), &payload).unwrap_or(0);
                 i += 1;
-                if i % 32 == 0 {
+                if i.is_multiple_of(32) {
                     hub.poll(Some(Duration::ZERO)).unwrap();
                 }
                 black_box(n)

@@ -49,12 +49,13 @@ struct Opts {
     only: Vec<String>,
     servers: Vec<String>,
     pin: bool,
+    fanout: Vec<usize>,
 }
 
 /// A server process under test.
 struct Server {
     child: Child,
-    stdin: ChildStdin,
+    stdin: Option<ChildStdin>,
     stdout: BufReader<ChildStdout>,
     addr: SocketAddr,
 }
@@ -92,7 +93,7 @@ impl Server {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start server");
-        let stdin = child.stdin.take().unwrap();
+        let stdin = child.stdin.take();
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
         stdout
@@ -112,8 +113,9 @@ impl Server {
     }
 
     fn stats(&mut self) -> ServerStats {
-        writeln!(self.stdin, "stats").unwrap();
-        self.stdin.flush().unwrap();
+        let stdin = self.stdin.as_mut().unwrap();
+        writeln!(stdin, "stats").unwrap();
+        stdin.flush().unwrap();
         let mut line = String::new();
         self.stdout.read_line(&mut line).unwrap();
         let field = |k: &str| {
@@ -142,9 +144,19 @@ impl Server {
         proc_cpu(&format!("/proc/{}/stat", self.child.id()))
     }
 
-    /// Kills the server first, so the TIME_WAIT states land on its side
-    /// (a fresh port every run) rather than on the client's ports.
+    /// Stops the server before the client closes, so the TIME_WAIT states
+    /// land on its side (a fresh port every run) rather than on the
+    /// client's ports. Closing stdin makes it exit cleanly (a profiler then
+    /// writes its output); it is killed if it has not within 30 s.
     fn stop(mut self) {
+        drop(self.stdin.take());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -298,6 +310,7 @@ fn main() {
         ],
         servers: SERVERS.iter().map(|s| s.to_string()).collect(),
         pin: true,
+        fanout: vec![1000, 10000],
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -330,6 +343,14 @@ fn main() {
                     .collect()
             }
             "--no-pin" => o.pin = false,
+            "--fanout" => {
+                o.fanout = it
+                    .next()
+                    .expect("--fanout 1000,10000")
+                    .split(',')
+                    .map(|v| v.parse().expect("a number"))
+                    .collect()
+            }
             _ => {}
         }
     }
@@ -357,7 +378,7 @@ fn main() {
         }
     }
     if want("broadcast") {
-        for n in [1000, 10000] {
+        for &n in &o.fanout {
             scenarios.push((scenarios.len(), format!("broadcast to {n}")));
         }
     }
@@ -429,6 +450,7 @@ fn print_tables(o: &Opts, scenarios: &[(usize, String)], results: &Results) {
             "round trips/s",
             &[
                 ("rate", "msg/s"),
+                ("per_cpu", "msg/srv-CPU-s"),
                 ("p99", "p99 µs"),
                 ("server_cpu", "srv CPU"),
                 ("client_cpu", "cli CPU"),
@@ -439,6 +461,7 @@ fn print_tables(o: &Opts, scenarios: &[(usize, String)], results: &Results) {
             "deliveries/s",
             &[
                 ("rate", "deliv/s"),
+                ("per_cpu", "deliv/srv-CPU-s"),
                 ("p50", "p50 µs"),
                 ("p99", "p99 µs"),
                 ("server_cpu", "srv CPU"),
