@@ -1,0 +1,599 @@
+//! The load client: one thread, one `mio` poller, thousands of non-blocking
+//! connections, its own handshake and frame parser. It allocates nothing per
+//! message: client frames are masked once up front (echo) or on the stack
+//! (broadcast timestamps), and replies are parsed as a stream through one
+//! shared read buffer, keeping only a frame's header and first bytes.
+//!
+//! Edge-triggered reads stop at the first short read (the socket was drained
+//! then; new data raises a new edge), so a message costs the client one
+//! `read` and one `write`, no more than it costs the server.
+
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token};
+
+/// The fixed mask key of every client frame (RFC 6455 wants one; any value
+/// makes the server unmask, which is the cost that matters).
+const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+/// Handshakes in flight at once while connecting (below listen backlogs).
+const CONNECT_WINDOW: usize = 96;
+/// Bytes of a frame's body kept by the parser (the broadcast timestamp).
+const PREFIX: usize = 16;
+
+/// Builds a masked client frame carrying `body` as text.
+pub fn client_frame(body: &[u8], out: &mut Vec<u8>) {
+    out.clear();
+    out.push(0x81);
+    let len = body.len();
+    if len < 126 {
+        out.push(0x80 | len as u8);
+    } else if len <= u16::MAX as usize {
+        out.push(0x80 | 126);
+        out.extend_from_slice(&(len as u16).to_be_bytes());
+    } else {
+        out.push(0x80 | 127);
+        out.extend_from_slice(&(len as u64).to_be_bytes());
+    }
+    out.extend_from_slice(&MASK);
+    out.extend(body.iter().enumerate().map(|(i, b)| b ^ MASK[i % 4]));
+}
+
+/// A streaming parser of server frames (unmasked); keeps the first
+/// `PREFIX` bytes of each body.
+#[derive(Default)]
+struct FrameParser {
+    hdr: [u8; 14],
+    hlen: usize,
+    in_body: bool,
+    remaining: u64,
+    opcode: u8,
+    prefix: [u8; PREFIX],
+    plen: usize,
+}
+
+impl FrameParser {
+    /// Feeds bytes; calls `on_frame(opcode, prefix)` for every frame completed.
+    fn feed(&mut self, mut data: &[u8], mut on_frame: impl FnMut(u8, &[u8])) {
+        loop {
+            if !self.in_body {
+                let need = if self.hlen < 2 {
+                    2
+                } else {
+                    let masked = if self.hdr[1] & 0x80 != 0 { 4 } else { 0 };
+                    masked
+                        + match self.hdr[1] & 0x7f {
+                            126 => 4,
+                            127 => 10,
+                            _ => 2,
+                        }
+                };
+                if self.hlen < need {
+                    if data.is_empty() {
+                        return;
+                    }
+                    let take = (need - self.hlen).min(data.len());
+                    self.hdr[self.hlen..self.hlen + take].copy_from_slice(&data[..take]);
+                    self.hlen += take;
+                    data = &data[take..];
+                    continue;
+                }
+                self.opcode = self.hdr[0] & 0x0f;
+                self.remaining = match self.hdr[1] & 0x7f {
+                    126 => u16::from_be_bytes([self.hdr[2], self.hdr[3]]) as u64,
+                    127 => u64::from_be_bytes(self.hdr[2..10].try_into().unwrap()),
+                    n => n as u64,
+                };
+                self.in_body = true;
+                self.plen = 0;
+            }
+            if self.remaining > 0 && data.is_empty() {
+                return;
+            }
+            let take = (self.remaining as usize).min(data.len());
+            let keep = (PREFIX - self.plen).min(take);
+            self.prefix[self.plen..self.plen + keep].copy_from_slice(&data[..keep]);
+            self.plen += keep;
+            self.remaining -= take as u64;
+            data = &data[take..];
+            if self.remaining == 0 {
+                on_frame(self.opcode, &self.prefix[..self.plen]);
+                self.in_body = false;
+                self.hlen = 0;
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Phase {
+    Connecting,
+    Handshaking,
+    Open,
+    Dead,
+}
+
+struct Conn {
+    stream: TcpStream,
+    phase: Phase,
+    /// The response head while handshaking (freed when open).
+    head: Vec<u8>,
+    parser: FrameParser,
+    /// Bytes of the current outbound frame already written.
+    wpos: usize,
+    /// Length of the current outbound frame (0: nothing pending).
+    wlen: usize,
+    sent_at: Instant,
+    /// Stops reading (failure storm): its buffers and the server's ring fill.
+    slow: bool,
+}
+
+/// Results of one measurement.
+#[derive(Debug, Clone, Default)]
+pub struct Measured {
+    /// Messages (echo round trips or broadcast deliveries) per second.
+    pub rate: f64,
+    /// Latency percentiles in microseconds.
+    pub p50_us: f64,
+    pub p99_us: f64,
+    /// CPU share of the client thread during the window (1.0 = a core).
+    pub client_cpu: f64,
+    /// Broadcast: messages sent, deliveries expected but not seen.
+    pub sent: u64,
+    pub missing: u64,
+}
+
+/// The client: a set of connections to one server.
+pub struct Loadgen {
+    poll: Poll,
+    events: Events,
+    conns: Vec<Conn>,
+    scratch: Box<[u8]>,
+    /// The broadcast sender's frame, masked anew for every message.
+    send_buf: Vec<u8>,
+    base: Instant,
+}
+
+fn request(user: usize) -> Vec<u8> {
+    format!(
+        "GET /ws?user_id=u{user}&client_id=c{user} HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+         Upgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+impl Loadgen {
+    /// Opens `n` WebSocket connections to `addr`, at most `CONNECT_WINDOW`
+    /// handshakes at a time; gives up after `limit`.
+    pub fn connect(addr: SocketAddr, n: usize, limit: Duration) -> io::Result<Loadgen> {
+        let mut lg = Loadgen {
+            poll: Poll::new()?,
+            events: Events::with_capacity(4096),
+            conns: Vec::with_capacity(n),
+            scratch: vec![0; 256 * 1024].into_boxed_slice(),
+            send_buf: Vec::new(),
+            base: Instant::now(),
+        };
+        let deadline = Instant::now() + limit;
+        let mut open = 0;
+        let mut pending = 0;
+        while open < n {
+            while lg.conns.len() < n && pending < CONNECT_WINDOW {
+                let mut stream = TcpStream::connect(addr)?;
+                let key = lg.conns.len();
+                lg.poll.registry().register(
+                    &mut stream,
+                    Token(key),
+                    Interest::READABLE | Interest::WRITABLE,
+                )?;
+                lg.conns.push(Conn {
+                    stream,
+                    phase: Phase::Connecting,
+                    head: Vec::with_capacity(256),
+                    parser: FrameParser::default(),
+                    wpos: 0,
+                    wlen: 0,
+                    sent_at: Instant::now(),
+                    slow: false,
+                });
+                pending += 1;
+            }
+            if Instant::now() > deadline {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("only {open} of {n} connections opened"),
+                ));
+            }
+            lg.poll
+                .poll(&mut lg.events, Some(Duration::from_millis(50)))?;
+            let ready: Vec<(usize, bool, bool)> = lg
+                .events
+                .iter()
+                .map(|e| (e.token().0, e.is_readable(), e.is_writable()))
+                .collect();
+            for (key, readable, writable) in ready {
+                let c = &mut lg.conns[key];
+                if c.phase == Phase::Connecting && writable {
+                    if let Ok(Some(e)) | Err(e) = c.stream.take_error() {
+                        return Err(io::Error::other(format!("connect: {e}")));
+                    }
+                    if c.stream.peer_addr().is_err() {
+                        continue;
+                    }
+                    let _ = c.stream.set_nodelay(true);
+                    c.stream.write_all(&request(key))?;
+                    c.phase = Phase::Handshaking;
+                }
+                if c.phase == Phase::Handshaking && readable {
+                    loop {
+                        match c.stream.read(&mut lg.scratch) {
+                            Ok(0) => return Err(io::Error::other("closed in handshake")),
+                            Ok(m) => c.head.extend_from_slice(&lg.scratch[..m]),
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                            Err(e) => return Err(e),
+                        }
+                    }
+                    if let Some(end) = c.head.windows(4).position(|w| w == b"\r\n\r\n") {
+                        if !c.head.starts_with(b"HTTP/1.1 101") {
+                            return Err(io::Error::other(format!(
+                                "handshake refused: {}",
+                                String::from_utf8_lossy(&c.head[..end])
+                            )));
+                        }
+                        let rest = c.head.split_off(end + 4);
+                        c.head = Vec::new();
+                        c.phase = Phase::Open;
+                        c.parser.feed(&rest, |_, _| {});
+                        open += 1;
+                        pending -= 1;
+                    }
+                }
+            }
+        }
+        Ok(lg)
+    }
+
+    fn write_pending(c: &mut Conn, shared: &[u8]) -> io::Result<()> {
+        while c.wpos < c.wlen {
+            match c.stream.write(&shared[c.wpos..c.wlen]) {
+                Ok(m) => c.wpos += m,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+        c.wpos = 0;
+        c.wlen = 0;
+        Ok(())
+    }
+
+    /// Reads what a connection has (one short read ends it) and parses it.
+    fn read_conn(
+        c: &mut Conn,
+        scratch: &mut [u8],
+        mut on_frame: impl FnMut(u8, &[u8]),
+    ) -> io::Result<()> {
+        loop {
+            match c.stream.read(scratch) {
+                Ok(0) => {
+                    c.phase = Phase::Dead;
+                    return Ok(());
+                }
+                Ok(m) => {
+                    c.parser.feed(&scratch[..m], &mut on_frame);
+                    if m < scratch.len() {
+                        return Ok(());
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
+                    c.phase = Phase::Dead;
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Closed-loop echo: every connection keeps one message of `size` bytes
+    /// in flight. Measures round trips per second over `window` after
+    /// `warmup`.
+    pub fn echo(
+        &mut self,
+        size: usize,
+        warmup: Duration,
+        window: Duration,
+    ) -> io::Result<Measured> {
+        let body = vec![b'x'; size];
+        let mut frame = Vec::new();
+        client_frame(&body, &mut frame);
+        let now = Instant::now();
+        for c in &mut self.conns {
+            c.wpos = 0;
+            c.wlen = frame.len();
+            c.sent_at = now;
+            Self::write_pending(c, &frame)?;
+        }
+        let start = now + warmup;
+        let end = start + window;
+        let mut samples: Vec<u32> = Vec::with_capacity(4 << 20);
+        let mut count = 0u64;
+        let mut cpu0 = None;
+        loop {
+            self.poll
+                .poll(&mut self.events, Some(Duration::from_millis(5)))?;
+            let now = Instant::now();
+            if now >= end {
+                break;
+            }
+            if cpu0.is_none() && now >= start {
+                cpu0 = Some(thread_cpu());
+            }
+            let measuring = now >= start;
+            for ev in self.events.iter() {
+                let c = &mut self.conns[ev.token().0];
+                if ev.is_writable() && c.wlen > 0 {
+                    Self::write_pending(c, &frame)?;
+                }
+                if !ev.is_readable() {
+                    continue;
+                }
+                let mut done = 0;
+                Self::read_conn(c, &mut self.scratch, |op, _| {
+                    if op == 1 || op == 2 {
+                        done += 1;
+                    }
+                })?;
+                if c.phase == Phase::Dead {
+                    continue;
+                }
+                for _ in 0..done {
+                    let t = Instant::now();
+                    if measuring {
+                        count += 1;
+                        if samples.len() < samples.capacity() {
+                            samples.push((t - c.sent_at).as_micros().min(u32::MAX as u128) as u32);
+                        }
+                    }
+                    c.sent_at = t;
+                    c.wpos = 0;
+                    c.wlen = frame.len();
+                    Self::write_pending(c, &frame)?;
+                }
+            }
+        }
+        let cpu = thread_cpu() - cpu0.unwrap_or(0.0);
+        let (p50_us, p99_us) = percentiles(&mut samples);
+        Ok(Measured {
+            rate: count as f64 / window.as_secs_f64(),
+            p50_us,
+            p99_us,
+            client_cpu: cpu / window.as_secs_f64(),
+            ..Measured::default()
+        })
+    }
+
+    /// Broadcast fan-out: connection 0 sends timestamped messages of `size`
+    /// bytes, the server sends each to everyone, the others count
+    /// deliveries and their latency. `rate`: `None` keeps `in_flight`
+    /// messages outstanding (closed loop, for throughput); `Some(r)` sends
+    /// `r` messages per second whatever happens (open loop, for the storm).
+    /// `slow_share` of the receivers stop reading.
+    pub fn broadcast(
+        &mut self,
+        size: usize,
+        in_flight: u64,
+        rate: Option<f64>,
+        slow_share: f64,
+        warmup: Duration,
+        window: Duration,
+    ) -> io::Result<Measured> {
+        let size = size.max(PREFIX);
+        let receivers = self.conns.len() as u64 - 1;
+        let slow = (receivers as f64 * slow_share).round() as usize;
+        // Spread the slow ones over the slab rather than a contiguous block.
+        if let Some(step) = (receivers as usize).checked_div(slow) {
+            for i in 0..slow {
+                self.conns[1 + i * step].slow = true;
+            }
+        }
+        let healthy = receivers - slow as u64;
+        let start = Instant::now() + warmup;
+        let end = start + window;
+        let mut samples: Vec<u32> = Vec::with_capacity(16 << 20);
+        let (mut sent, mut sent_measured, mut delivered, mut delivered_measured) =
+            (0u64, 0, 0u64, 0);
+        let mut last_progress = Instant::now();
+        let mut next_send = Instant::now();
+        let mut cpu0 = None;
+        let base = self.base;
+        let mut body = vec![b'.'; size];
+        // After the window nothing more is sent; deliveries of what was sent
+        // in it are still awaited (at most a second) so that their latency
+        // counts and only real losses count as missing.
+        let drain_end = end + Duration::from_secs(1);
+        let mut cpu1 = None;
+        loop {
+            let now = Instant::now();
+            let draining = now >= end;
+            if draining && cpu1.is_none() {
+                cpu1 = Some(thread_cpu());
+            }
+            if draining && (samples.len() as u64 >= sent_measured * healthy || now >= drain_end) {
+                break;
+            }
+            if cpu0.is_none() && now >= start {
+                cpu0 = Some(thread_cpu());
+            }
+            // The sender: closed loop on outstanding deliveries, or a clock.
+            let may_send = !draining
+                && match rate {
+                    None => {
+                        sent * healthy <= delivered + (in_flight - 1) * healthy
+                            || now - last_progress > Duration::from_millis(500)
+                    }
+                    Some(_) => now >= next_send,
+                };
+            let c0 = &mut self.conns[0];
+            if may_send && c0.wlen == 0 {
+                let ts = (now - base).as_nanos() as u64;
+                body[..PREFIX].copy_from_slice(format_hex(ts).as_slice());
+                client_frame(&body, &mut self.send_buf);
+                c0.wlen = self.send_buf.len();
+                c0.wpos = 0;
+                Self::write_pending(c0, &self.send_buf)?;
+                sent += 1;
+                if now >= start {
+                    sent_measured += 1;
+                }
+                if let Some(r) = rate {
+                    next_send += Duration::from_secs_f64(1.0 / r);
+                }
+                last_progress = now;
+            }
+            let timeout = match rate {
+                Some(_) => next_send.saturating_duration_since(Instant::now()),
+                None => Duration::from_millis(5),
+            };
+            self.poll.poll(&mut self.events, Some(timeout))?;
+            let t = Instant::now();
+            let measuring = t >= start;
+            let in_window = measuring && t < end;
+            for ev in self.events.iter() {
+                let key = ev.token().0;
+                let c = &mut self.conns[key];
+                if ev.is_writable() && c.wlen > 0 {
+                    Self::write_pending(c, &self.send_buf)?;
+                }
+                if !ev.is_readable() || c.slow {
+                    continue;
+                }
+                let now = Instant::now();
+                let mut got = 0u64;
+                Self::read_conn(c, &mut self.scratch, |op, pre| {
+                    if key == 0 || op != 1 {
+                        return;
+                    }
+                    got += 1;
+                    if measuring && let Some(ts) = parse_hex(pre) {
+                        let sent_at = base + Duration::from_nanos(ts);
+                        if sent_at >= start && sent_at < end && samples.len() < samples.capacity() {
+                            let us = now.saturating_duration_since(sent_at).as_micros();
+                            samples.push(us.min(u32::MAX as u128) as u32);
+                        }
+                    }
+                })?;
+                if got > 0 {
+                    delivered += got;
+                    if in_window {
+                        delivered_measured += got;
+                    }
+                    last_progress = now;
+                }
+            }
+        }
+        let cpu = cpu1.unwrap_or_else(thread_cpu) - cpu0.unwrap_or(0.0);
+        let (p50_us, p99_us) = percentiles(&mut samples);
+        let expected = sent_measured * healthy;
+        Ok(Measured {
+            rate: delivered_measured as f64 / window.as_secs_f64(),
+            p50_us,
+            p99_us,
+            client_cpu: cpu / window.as_secs_f64(),
+            sent: sent_measured,
+            missing: expected.saturating_sub(samples.len() as u64),
+        })
+    }
+}
+
+fn format_hex(v: u64) -> [u8; 16] {
+    let mut out = [b'0'; 16];
+    for (i, o) in out.iter_mut().enumerate() {
+        let nib = (v >> ((15 - i) * 4)) & 0xf;
+        *o = b"0123456789abcdef"[nib as usize];
+    }
+    out
+}
+
+fn parse_hex(b: &[u8]) -> Option<u64> {
+    if b.len() < PREFIX {
+        return None;
+    }
+    let mut v = 0u64;
+    for &c in &b[..PREFIX] {
+        let d = (c as char).to_digit(16)?;
+        v = v << 4 | d as u64;
+    }
+    Some(v)
+}
+
+/// p50 and p99 of the samples, in microseconds.
+fn percentiles(samples: &mut [u32]) -> (f64, f64) {
+    if samples.is_empty() {
+        return (f64::NAN, f64::NAN);
+    }
+    samples.sort_unstable();
+    let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize] as f64;
+    (at(0.50), at(0.99))
+}
+
+/// CPU seconds used by the calling thread so far.
+pub fn thread_cpu() -> f64 {
+    proc_cpu("/proc/thread-self/stat")
+}
+
+/// CPU seconds (user + system) of the process or thread behind a
+/// `/proc/.../stat` file (clock ticks of 10 ms).
+pub fn proc_cpu(path: &str) -> f64 {
+    let Ok(s) = std::fs::read_to_string(path) else {
+        return 0.0;
+    };
+    let Some(rest) = s.rsplit_once(')').map(|(_, r)| r) else {
+        return 0.0;
+    };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Checks the parser and the timestamp codec (run before every comparison:
+/// bench targets have no test harness).
+pub fn self_check() {
+    {
+        let mut stream = Vec::new();
+        for len in [0usize, 5, 125, 126, 300, 70_000] {
+            let mut f = vec![0x81];
+            if len < 126 {
+                f.push(len as u8);
+            } else if len <= 65535 {
+                f.push(126);
+                f.extend_from_slice(&(len as u16).to_be_bytes());
+            } else {
+                f.push(127);
+                f.extend_from_slice(&(len as u64).to_be_bytes());
+            }
+            f.extend(std::iter::repeat_n(b'a', len));
+            stream.extend_from_slice(&f);
+        }
+        for chunk in [1, 3, 7, 1000, 1 << 20] {
+            let mut p = FrameParser::default();
+            let mut n = 0;
+            for c in stream.chunks(chunk) {
+                p.feed(c, |op, _| {
+                    assert_eq!(op, 1);
+                    n += 1;
+                });
+            }
+            assert_eq!(n, 6, "chunk {chunk}");
+        }
+    }
+
+    {
+        assert_eq!(
+            parse_hex(&format_hex(0xdead_beef_1234)),
+            Some(0xdead_beef_1234)
+        );
+    }
+}

@@ -1,0 +1,542 @@
+//! wshub side by side with tokio-tungstenite and fastwebsockets.
+//!
+//! ```sh
+//! cargo bench --bench compare                    # everything, 3 rounds
+//! cargo bench --bench compare -- --quick         # 1 round, short windows
+//! cargo bench --bench compare -- --only echo,idle --rounds 5 --servers wshub,tt
+//! ```
+//!
+//! Every server runs in its own process (this binary, `serve NAME MODE`),
+//! pinned to core 0 with `taskset`; the load client runs here, pinned to
+//! core 1. For every scenario and round the servers take turns (the order
+//! rotates each round) and each gets a fresh process; the table shows
+//! medians over the rounds and the ratio wshub / peer from the same run.
+//! Everything targets 127.0.0.1 and stops by itself.
+//!
+//! `COMPARE_WRAP="valgrind --tool=callgrind"` runs each server under a
+//! profiler (then only the profile means anything, not the figures).
+
+mod alloc;
+mod loadgen;
+mod servers;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use loadgen::{Loadgen, Measured, proc_cpu};
+
+#[global_allocator]
+static GLOBAL: alloc::Tracking = alloc::Tracking;
+
+const SERVERS: [&str; 3] = ["wshub", "tt", "fws"];
+
+fn label(server: &str) -> &'static str {
+    match server {
+        "wshub" => "wshub",
+        "tt" => "tokio-tungstenite",
+        "fws" => "fastwebsockets",
+        _ => "?",
+    }
+}
+
+struct Opts {
+    rounds: usize,
+    window: Duration,
+    warmup: Duration,
+    only: Vec<String>,
+    servers: Vec<String>,
+    pin: bool,
+    fanout: Vec<usize>,
+}
+
+/// A server process under test.
+struct Server {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: BufReader<ChildStdout>,
+    addr: SocketAddr,
+}
+
+struct ServerStats {
+    heap: f64,
+    queue_full: f64,
+    lagged: f64,
+}
+
+impl Server {
+    fn start(name: &str, mode: &str, track_heap: bool, pin: bool) -> Server {
+        let exe = std::env::current_exe().expect("current exe");
+        // COMPARE_WRAP="valgrind --tool=callgrind" profiles the servers.
+        let wrap = std::env::var("COMPARE_WRAP").unwrap_or_default();
+        let mut wrap = wrap.split_whitespace();
+        let mut cmd = if let Some(tool) = wrap.next() {
+            let mut c = Command::new(tool);
+            c.args(wrap).arg(exe);
+            c
+        } else if pin {
+            let mut c = Command::new("taskset");
+            c.args(["-c", "0"]).arg(exe);
+            c
+        } else {
+            Command::new(exe)
+        };
+        cmd.args(["serve", name, mode]);
+        if track_heap {
+            cmd.arg("--track-heap");
+        }
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start server");
+        let stdin = child.stdin.take();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout
+            .read_line(&mut line)
+            .expect("server announces its port");
+        let port: u16 = line
+            .trim()
+            .strip_prefix("PORT ")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("server {name} said {line:?}"));
+        Server {
+            child,
+            stdin,
+            stdout,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        }
+    }
+
+    fn stats(&mut self) -> ServerStats {
+        let stdin = self.stdin.as_mut().unwrap();
+        writeln!(stdin, "stats").unwrap();
+        stdin.flush().unwrap();
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).unwrap();
+        let field = |k: &str| {
+            line.split_whitespace()
+                .find_map(|f| f.strip_prefix(k)?.strip_prefix('='))
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(f64::NAN)
+        };
+        ServerStats {
+            heap: field("heap"),
+            queue_full: field("queue_full"),
+            lagged: field("lagged"),
+        }
+    }
+
+    fn rss(&self) -> f64 {
+        let s = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        s.lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .map_or(f64::NAN, |kb| kb * 1024.0)
+    }
+
+    fn cpu(&self) -> f64 {
+        proc_cpu(&format!("/proc/{}/stat", self.child.id()))
+    }
+
+    /// Stops the server before the client closes, so the TIME_WAIT states
+    /// land on its side (a fresh port every run) rather than on the
+    /// client's ports. Closing stdin makes it exit cleanly (a profiler then
+    /// writes its output); it is killed if it has not within 30 s.
+    fn stop(mut self) {
+        drop(self.stdin.take());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One measurement, every figure a scenario may report.
+type Rec = BTreeMap<&'static str, f64>;
+
+fn measured(m: &Measured, server_cpu: f64) -> Rec {
+    Rec::from([
+        ("rate", m.rate),
+        ("p50", m.p50_us),
+        ("p99", m.p99_us),
+        ("client_cpu", m.client_cpu),
+        ("server_cpu", server_cpu),
+        // Throughput per second of server CPU: robust to other processes
+        // taking turns on the server's core (this machine is shared).
+        ("per_cpu", m.rate / server_cpu),
+        ("missing", m.missing as f64),
+        ("sent", m.sent as f64),
+    ])
+}
+
+fn run_echo(o: &Opts, server: &str, conns: usize, size: usize) -> Rec {
+    let s = Server::start(server, "echo", false, o.pin);
+    let mut lg = Loadgen::connect(s.addr, conns, Duration::from_secs(20)).expect("connect");
+    let (t0, c0) = (Instant::now(), s.cpu());
+    let m = lg.echo(size, o.warmup, o.window).expect("echo");
+    let cpu = (s.cpu() - c0) / t0.elapsed().as_secs_f64();
+    s.stop();
+    measured(&m, cpu)
+}
+
+fn run_broadcast(o: &Opts, server: &str, receivers: usize) -> Rec {
+    let s = Server::start(server, "broadcast", false, o.pin);
+    let mut lg = Loadgen::connect(s.addr, receivers + 1, Duration::from_secs(60)).expect("connect");
+    let (t0, c0) = (Instant::now(), s.cpu());
+    let m = lg
+        .broadcast(64, 4, None, 0.0, o.warmup, o.window)
+        .expect("broadcast");
+    let cpu = (s.cpu() - c0) / t0.elapsed().as_secs_f64();
+    s.stop();
+    measured(&m, cpu)
+}
+
+fn run_idle(o: &Opts, server: &str, n: usize) -> Rec {
+    let mut s = Server::start(server, "echo", true, o.pin);
+    std::thread::sleep(Duration::from_millis(200));
+    let (rss0, heap0) = (s.rss(), s.stats().heap);
+    let lg = Loadgen::connect(s.addr, n, Duration::from_secs(60)).expect("connect");
+    std::thread::sleep(Duration::from_millis(500));
+    let (rss1, heap1) = (s.rss(), s.stats().heap);
+    s.stop();
+    drop(lg);
+    let n = n as f64;
+    Rec::from([
+        ("rss_per_conn", (rss1 - rss0) / n),
+        ("heap_per_conn", (heap1 - heap0) / n),
+        ("heap_total_per_conn", heap1 / n),
+        ("rss_total", rss1),
+    ])
+}
+
+/// Open-loop broadcast to `receivers`, a `slow_share` of which stop reading.
+fn run_storm(o: &Opts, server: &str, receivers: usize, slow_share: f64) -> Rec {
+    let mut s = Server::start(server, "broadcast", false, o.pin);
+    let mut lg = Loadgen::connect(s.addr, receivers + 1, Duration::from_secs(60)).expect("connect");
+    let before = s.stats();
+    // A long warm-up: the slow clients' socket buffers fill first, then
+    // their rings (or broadcast backlogs).
+    let m = lg
+        .broadcast(
+            16384,
+            0,
+            Some(100.0),
+            slow_share,
+            Duration::from_secs(5),
+            o.window * 2,
+        )
+        .expect("storm");
+    let after = s.stats();
+    s.stop();
+    let mut r = measured(&m, f64::NAN);
+    r.insert("queue_full", after.queue_full - before.queue_full);
+    r.insert("lagged", after.lagged - before.lagged);
+    r
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.retain(|x| !x.is_nan());
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// Results: scenario → server → rounds.
+type Results = BTreeMap<(usize, String), BTreeMap<String, Vec<Rec>>>;
+
+fn med(results: &Results, key: &(usize, String), server: &str, field: &str) -> f64 {
+    results
+        .get(key)
+        .and_then(|m| m.get(server))
+        .map_or(f64::NAN, |recs| {
+            median(recs.iter().filter_map(|r| r.get(field).copied()).collect())
+        })
+}
+
+fn fmt_num(v: f64) -> String {
+    if v.is_nan() {
+        "–".into()
+    } else if v >= 100_000.0 {
+        format!("{:.0}k", v / 1000.0)
+    } else if v >= 100.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    if args.first().map(String::as_str) == Some("serve") {
+        if args.iter().any(|a| a == "--track-heap") {
+            alloc::enable();
+        }
+        if let Err(e) = servers::serve(&args[1], &args[2]) {
+            eprintln!("server {}: {e}", args[1]);
+            std::process::exit(1);
+        }
+        return;
+    }
+    let mut o = Opts {
+        rounds: 3,
+        window: Duration::from_secs(2),
+        warmup: Duration::from_millis(500),
+        only: vec![
+            "echo".into(),
+            "broadcast".into(),
+            "idle".into(),
+            "storm".into(),
+        ],
+        servers: SERVERS.iter().map(|s| s.to_string()).collect(),
+        pin: true,
+        fanout: vec![1000, 10000],
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--quick" => {
+                o.rounds = 1;
+                o.window = Duration::from_secs(1);
+                o.warmup = Duration::from_millis(300);
+            }
+            "--rounds" => o.rounds = it.next().and_then(|v| v.parse().ok()).expect("--rounds N"),
+            "--secs" => {
+                o.window = Duration::from_secs_f64(
+                    it.next().and_then(|v| v.parse().ok()).expect("--secs S"),
+                )
+            }
+            "--only" => {
+                o.only = it
+                    .next()
+                    .expect("--only a,b")
+                    .split(',')
+                    .map(Into::into)
+                    .collect()
+            }
+            "--servers" => {
+                o.servers = it
+                    .next()
+                    .expect("--servers a,b")
+                    .split(',')
+                    .map(Into::into)
+                    .collect()
+            }
+            "--no-pin" => o.pin = false,
+            "--fanout" => {
+                o.fanout = it
+                    .next()
+                    .expect("--fanout 1000,10000")
+                    .split(',')
+                    .map(|v| v.parse().expect("a number"))
+                    .collect()
+            }
+            _ => {}
+        }
+    }
+    loadgen::self_check();
+    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    if o.pin && cores.len() >= 2 && Command::new("taskset").arg("-V").output().is_ok() {
+        core_affinity::set_for_current(cores[1]);
+        eprintln!(
+            "servers pinned to core 0, load client to core {}",
+            cores[1].id
+        );
+    } else {
+        o.pin = false;
+        eprintln!("not pinned");
+    }
+
+    // The scenarios, each with a key that keeps the table in this order.
+    let mut scenarios: Vec<(usize, String)> = Vec::new();
+    let want = |s: &str| o.only.iter().any(|x| x == s);
+    if want("echo") {
+        for conns in [100, 500] {
+            for size in [20, 512, 16384] {
+                scenarios.push((scenarios.len(), format!("echo {conns} conns, {size} B")));
+            }
+        }
+    }
+    if want("broadcast") {
+        for &n in &o.fanout {
+            scenarios.push((scenarios.len(), format!("broadcast to {n}")));
+        }
+    }
+    if want("idle") {
+        scenarios.push((scenarios.len(), "idle 10000".into()));
+    }
+    if want("storm") {
+        scenarios.push((scenarios.len(), "storm calm".into()));
+        scenarios.push((scenarios.len(), "storm 10% slow".into()));
+    }
+
+    let mut results: Results = BTreeMap::new();
+    let started = Instant::now();
+    for round in 0..o.rounds {
+        for key in &scenarios {
+            let n = o.servers.len();
+            for i in 0..n {
+                let server = o.servers[(i + round) % n].clone();
+                let name = key.1.as_str();
+                let rec = if let Some(rest) = name.strip_prefix("echo ") {
+                    let conns: usize = rest.split(' ').next().unwrap().parse().unwrap();
+                    let size: usize = rest.rsplit(' ').nth(1).unwrap().parse().unwrap();
+                    run_echo(&o, &server, conns, size)
+                } else if let Some(rest) = name.strip_prefix("broadcast to ") {
+                    run_broadcast(&o, &server, rest.parse().unwrap())
+                } else if name.starts_with("idle") {
+                    run_idle(&o, &server, 10_000)
+                } else if name == "storm calm" {
+                    run_storm(&o, &server, 100, 0.0)
+                } else {
+                    run_storm(&o, &server, 100, 0.1)
+                };
+                eprintln!(
+                    "[{:>5.1}s] round {} {:<24} {:<18} {:?}",
+                    started.elapsed().as_secs_f64(),
+                    round + 1,
+                    name,
+                    label(&server),
+                    rec.iter()
+                        .map(|(k, v)| format!("{k}={}", fmt_num(*v)))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                );
+                results
+                    .entry(key.clone())
+                    .or_default()
+                    .entry(server)
+                    .or_default()
+                    .push(rec);
+            }
+        }
+    }
+    print_tables(&o, &scenarios, &results);
+}
+
+fn print_tables(o: &Opts, scenarios: &[(usize, String)], results: &Results) {
+    let peers: Vec<&String> = o.servers.iter().filter(|s| *s != "wshub").collect();
+    let has_wshub = o.servers.iter().any(|s| s == "wshub");
+    println!(
+        "\nmedians of {} round(s), {:.1} s windows; ratio = wshub / peer\n",
+        o.rounds,
+        o.window.as_secs_f64()
+    );
+    /// (scenario prefix, title, [(field, column header)]).
+    type Group<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)]);
+    let groups: [Group; 4] = [
+        (
+            "echo",
+            "round trips/s",
+            &[
+                ("rate", "msg/s"),
+                ("per_cpu", "msg/srv-CPU-s"),
+                ("p99", "p99 µs"),
+                ("server_cpu", "srv CPU"),
+                ("client_cpu", "cli CPU"),
+            ],
+        ),
+        (
+            "broadcast",
+            "deliveries/s",
+            &[
+                ("rate", "deliv/s"),
+                ("per_cpu", "deliv/srv-CPU-s"),
+                ("p50", "p50 µs"),
+                ("p99", "p99 µs"),
+                ("server_cpu", "srv CPU"),
+                ("client_cpu", "cli CPU"),
+            ],
+        ),
+        (
+            "idle",
+            "per idle connection",
+            &[
+                ("rss_per_conn", "RSS Δ/conn B"),
+                ("heap_per_conn", "heap Δ/conn B"),
+                ("heap_total_per_conn", "heap total/conn B"),
+            ],
+        ),
+        (
+            "storm",
+            "healthy receivers, 100 msg/s × 16 KiB to 100, 5 s fill first",
+            &[
+                ("rate", "deliv/s"),
+                ("p50", "p50 µs"),
+                ("p99", "p99 µs"),
+                ("queue_full", "queue_full"),
+                ("lagged", "lagged"),
+                ("missing", "missing"),
+            ],
+        ),
+    ];
+    for (prefix, title, fields) in groups {
+        let rows: Vec<&(usize, String)> = scenarios
+            .iter()
+            .filter(|k| k.1.starts_with(prefix))
+            .collect();
+        if rows.is_empty() {
+            continue;
+        }
+        println!("### {prefix} ({title})\n");
+        let mut header = String::from("| scenario | server |");
+        let mut rule = String::from("|---|---|");
+        for (_, h) in fields.iter() {
+            header += &format!(" {h} |");
+            rule += "---:|";
+        }
+        let ratio_fields: Vec<&(&str, &str)> = fields
+            .iter()
+            .filter(|(f, _)| ["rate", "per_cpu", "rss_per_conn"].contains(f))
+            .collect();
+        if has_wshub {
+            for (_, h) in &ratio_fields {
+                header += &format!(" wshub/peer ({h}) |");
+                rule += "---:|";
+            }
+        }
+        println!("{header}\n{rule}");
+        for key in rows {
+            for server in &o.servers {
+                let mut line = format!("| {} | {} |", key.1, label(server));
+                for (f, _) in fields.iter() {
+                    line += &format!(" {} |", fmt_num(med(results, key, server, f)));
+                }
+                if has_wshub {
+                    for (f, _) in &ratio_fields {
+                        let ratio = if server == "wshub" || !peers.contains(&server) {
+                            String::new()
+                        } else {
+                            let w = med(results, key, "wshub", f);
+                            let p = med(results, key, server, f);
+                            format!("{:.2}", w / p)
+                        };
+                        line += &format!(" {ratio} |");
+                    }
+                }
+                println!("{line}");
+            }
+        }
+        println!();
+    }
+}
