@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use wshub::http::Request;
-use wshub::{Hub, HubConfig, HubEvent, Identity, Payload, Rejection, Target};
+use wshub::{Hub, HubConfig, HubEvent, Identity, Rejection, Target};
 
 const USAGE: &str = "usage: echo [--addr HOST:PORT]";
 
@@ -80,8 +80,8 @@ fn main() -> ExitCode {
 
     let result = hub.run(|hub, event| {
         let (conn, payload) = match event {
-            HubEvent::Text { conn, text, .. } => (conn, Payload::text(&text)),
-            HubEvent::Binary { conn, data, .. } => (conn, Payload::binary(&data)),
+            HubEvent::Text { conn, text, .. } => (conn, text),
+            HubEvent::Binary { conn, data, .. } => (conn, data),
             _ => return,
         };
         if let Err(e) = hub.send(Target::Conn(conn), &payload) {

@@ -4,7 +4,7 @@
 use std::fmt;
 
 use crate::auth::Identity;
-use crate::message::Message;
+use crate::message::{Message, Payload};
 
 /// Names one connection. A `ConnId` goes stale when its connection closes: a
 /// later connection that reuses the slot gets a different id, so a send or
@@ -117,8 +117,10 @@ pub enum HubEvent {
         conn: ConnId,
         /// Who sent it.
         identity: Identity,
-        /// The text, as sent.
-        text: String,
+        /// The text, already framed for sending: pass it to
+        /// [`Hub::send`](crate::Hub::send) to echo or forward it without a
+        /// copy; [`Payload::as_str`](crate::Payload::as_str) reads it.
+        text: Payload,
     },
     /// A client sent a binary frame (the JSON protocol has no meaning for it;
     /// the host decides).
@@ -127,7 +129,8 @@ pub enum HubEvent {
         conn: ConnId,
         /// Who sent it.
         identity: Identity,
-        /// The frame's bytes.
-        data: Vec<u8>,
+        /// The bytes, already framed for sending (see `Text`);
+        /// [`Payload::body`](crate::Payload::body) reads them.
+        data: Payload,
     },
 }

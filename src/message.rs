@@ -269,6 +269,15 @@ impl Payload {
         &self.frame[self.header_len as usize..]
     }
 
+    /// The body as text, if it is valid UTF-8 (text frames always are).
+    ///
+    /// ```
+    /// assert_eq!(wshub::Payload::text("hé").as_str(), Some("hé"));
+    /// ```
+    pub fn as_str(&self) -> Option<&str> {
+        std::str::from_utf8(self.body()).ok()
+    }
+
     /// The body's length in bytes.
     pub fn len(&self) -> usize {
         self.frame.len() - self.header_len as usize

@@ -72,6 +72,11 @@ impl Registry {
         true
     }
 
+    /// The slab keys of every open connection.
+    pub fn keys(&self) -> impl Iterator<Item = usize> + '_ {
+        self.users.values().flat_map(|d| d.iter().map(|d| d.key))
+    }
+
     /// Users with at least one open connection.
     pub fn users(&self) -> usize {
         self.users.len()

@@ -18,7 +18,7 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::broadcast;
-use wshub::{Hub, HubConfig, HubEvent, Payload, Target};
+use wshub::{Hub, HubConfig, HubEvent, Target};
 
 /// Messages a slow receiver may fall behind in the peers' broadcast channel:
 /// the same as wshub's ring, so overload costs every server the same.
@@ -102,8 +102,8 @@ fn serve_wshub(broadcast: bool) -> std::io::Result<()> {
         hub.poll(Some(Duration::from_millis(50)))?;
         while let Some(ev) = hub.next_event() {
             let (conn, payload) = match ev {
-                HubEvent::Text { conn, text, .. } => (conn, Payload::text(&text)),
-                HubEvent::Binary { conn, data, .. } => (conn, Payload::binary(&data)),
+                HubEvent::Text { conn, text, .. } => (conn, text),
+                HubEvent::Binary { conn, data, .. } => (conn, data),
                 _ => continue,
             };
             let target = if broadcast {

@@ -386,7 +386,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
                         events.push_back(HubEvent::Text {
                             conn: *id,
                             identity: identity.clone(),
-                            text: text.to_owned(),
+                            text: Payload::encode(OpCode::Text, text.as_bytes()),
                         });
                         continue;
                     }
@@ -431,7 +431,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
                         events.push_back(HubEvent::Binary {
                             conn: *id,
                             identity: identity.clone(),
-                            data: data.to_vec(),
+                            data: Payload::encode(OpCode::Binary, data),
                         });
                     }
                 }

@@ -154,6 +154,8 @@ pub struct Hub<const QUEUE: usize = DEFAULT_QUEUE, const WHEEL: usize = DEFAULT_
     acks: Vec<(usize, String)>,
     result_callback: Option<ResultCallback>,
     offline: std::collections::HashMap<Arc<str>, VecDeque<Payload>>,
+    /// Reused by broadcasts for the keys of the open connections.
+    broadcast_keys: Vec<usize>,
 }
 
 type ResultCallback =
@@ -230,6 +232,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
             acks: Vec::new(),
             result_callback: None,
             offline: std::collections::HashMap::new(),
+            broadcast_keys: Vec::with_capacity(max),
             config,
         })
     }

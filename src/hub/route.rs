@@ -108,11 +108,16 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
                 _ => return Err(SendError::NoSuchClient),
             },
             Target::All => {
-                for key in 0..self.conns.capacity() {
-                    if self.conns.get(key).is_some_and(|c| c.is_open()) {
-                        offer(self, key);
-                    }
+                // The registry lists exactly the open connections: the cost
+                // follows them, not the connection limit. The key list is a
+                // reused buffer, so a broadcast does not allocate.
+                let mut keys = std::mem::take(&mut self.broadcast_keys);
+                keys.clear();
+                keys.extend(self.registry.keys());
+                for &key in &keys {
+                    offer(self, key);
                 }
+                self.broadcast_keys = keys;
             }
         }
         if full > 0 {
