@@ -65,6 +65,8 @@ pub(crate) struct Conn<const Q: usize> {
     pub dirty: bool,
     /// The socket returned WouldBlock on write: wait for writable readiness.
     pub write_blocked: bool,
+    /// Registered for writable readiness (only while writes are blocked).
+    pub write_interest: bool,
     /// We stopped reading before WouldBlock (fairness): listed for another turn.
     pub read_pending: bool,
 }

@@ -230,12 +230,21 @@ impl<const Q: usize> Outbox<Q> {
         loop {
             let mut slices = [IoSlice::new(&[]); MAX_IOV];
             let mut count = 0;
-            for (slot, (lane, chunk)) in slices.iter_mut().zip(self.chunks()) {
-                *slot = IoSlice::new(chunk);
-                count += 1;
-                // Nothing may follow a close frame on the wire.
-                if lane == Lane::Close {
-                    break;
+            if self.only_whole_data() {
+                // The common case, kept off the general lane logic: whole
+                // data frames, nothing to interleave.
+                for (slot, out) in slices.iter_mut().zip(self.data.iter()) {
+                    *slot = IoSlice::new(out.payload.frame());
+                    count += 1;
+                }
+            } else {
+                for (slot, (lane, chunk)) in slices.iter_mut().zip(self.chunks()) {
+                    *slot = IoSlice::new(chunk);
+                    count += 1;
+                    // Nothing may follow a close frame on the wire.
+                    if lane == Lane::Close {
+                        break;
+                    }
                 }
             }
             if count == 0 {
@@ -251,7 +260,28 @@ impl<const Q: usize> Outbox<Q> {
         }
     }
 
+    /// Nothing but whole data frames waits: no partial frame, no control
+    /// frame, no close.
+    fn only_whole_data(&self) -> bool {
+        self.partial.is_none() && self.control.is_empty() && self.close.is_none()
+    }
+
     fn advance(&mut self, mut n: usize, written: &mut impl FnMut(Outbound)) {
+        if self.only_whole_data() {
+            while let Some(len) = self.data.front().map(|o| o.payload.frame().len()) {
+                if n < len {
+                    if n > 0 {
+                        self.partial = Some((Lane::Data, n));
+                    }
+                    return;
+                }
+                n -= len;
+                if let Some(out) = self.data.pop_front() {
+                    written(out);
+                }
+            }
+            return;
+        }
         while n > 0 {
             let Some((lane, chunk_len)) = self.chunks().next().map(|(l, c)| (l, c.len())) else {
                 return;
@@ -444,6 +474,70 @@ mod tests {
         sink.room = 100;
         ob.flush(&mut sink, &mut |_| {}).unwrap();
         assert_eq!(sink.bytes, Payload::text("a").frame());
+    }
+
+    /// Splits a server byte stream into frames (unmasked, FIN set).
+    fn frames(mut bytes: &[u8]) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        while !bytes.is_empty() {
+            let (head, len) = match bytes[1] {
+                126 => (4, u16::from_be_bytes([bytes[2], bytes[3]]) as usize),
+                127 => (
+                    10,
+                    u64::from_be_bytes(bytes[2..10].try_into().unwrap()) as usize,
+                ),
+                n => (2, n as usize),
+            };
+            out.push(bytes[..head + len].to_vec());
+            bytes = &bytes[head + len..];
+        }
+        out
+    }
+
+    #[test]
+    fn random_writes_never_split_or_reorder_frames() {
+        let mut rng = crate::testutil::Rng(42);
+        for _ in 0..200 {
+            let mut ob: Outbox<8> = Outbox::new();
+            let mut sink = Sink {
+                bytes: vec![],
+                room: 0,
+            };
+            let (mut data, mut control) = (Vec::new(), Vec::new());
+            for step in 0..120 {
+                match rng.below(5) {
+                    0 => {
+                        let o = out(&"d".repeat(rng.index(300)));
+                        let frame = o.payload.frame().to_vec();
+                        if ob.push(o).is_ok() {
+                            data.push(frame);
+                        }
+                    }
+                    1..=3 => {
+                        let p = Payload::encode(crate::codec::OpCode::Pong, &[step as u8]);
+                        let full = ob.control.is_full();
+                        if ob.push_control(p.clone()) {
+                            let frame = p.frame().to_vec();
+                            match control.last_mut() {
+                                // A full lane: the newest waiting pong was replaced.
+                                Some(last) if full => *last = frame,
+                                _ => control.push(frame),
+                            }
+                        }
+                    }
+                    _ => {
+                        sink.room = rng.index(400);
+                        ob.flush(&mut sink, &mut |_| {}).unwrap();
+                    }
+                }
+            }
+            sink.room = usize::MAX;
+            ob.flush(&mut sink, &mut |_| {}).unwrap();
+            let (got_data, got_control): (Vec<_>, Vec<_>) =
+                frames(&sink.bytes).into_iter().partition(|f| f[0] == 0x81);
+            assert_eq!(got_data, data);
+            assert_eq!(got_control, control);
+        }
     }
 
     #[test]

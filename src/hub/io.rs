@@ -70,11 +70,14 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
         let _ = stream.set_nodelay(true);
         let entry = self.conns.vacant_entry();
         let key = entry.key();
-        if let Err(e) = self.poll.registry().register(
-            &mut stream,
-            Token(key),
-            Interest::READABLE | Interest::WRITABLE,
-        ) {
+        // Readable only: writable interest is added while a write is
+        // blocked. Registered for both, every ACK that frees socket space
+        // would wake the loop (a broadcast to N clients: N extra events).
+        if let Err(e) = self
+            .poll
+            .registry()
+            .register(&mut stream, Token(key), Interest::READABLE)
+        {
             log::warn!("cannot register {peer}: {e}");
             return;
         }
@@ -106,6 +109,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
             awaiting_acks: Vec::new(),
             dirty: false,
             write_blocked: false,
+            write_interest: false,
             read_pending: false,
         });
         log::trace!("{id} accepted from {peer}");
@@ -609,9 +613,30 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
             }
         });
         self.stats.messages_out += sent;
+        let interest = match result {
+            Ok(Flush::Blocked) => {
+                conn.write_blocked = true;
+                Some(Interest::READABLE | Interest::WRITABLE)
+            }
+            Ok(Flush::Drained) if conn.write_interest => Some(Interest::READABLE),
+            _ => None,
+        };
+        if let Some(interest) = interest
+            && interest.is_writable() != conn.write_interest
+        {
+            // Re-arming also reports readiness that is already there, so a
+            // socket that drained meanwhile is not missed.
+            if let Err(e) = self
+                .poll
+                .registry()
+                .reregister(&mut conn.stream, Token(key), interest)
+            {
+                log::warn!("{}: cannot change interest: {e}", conn.id);
+            }
+            conn.write_interest = interest.is_writable();
+        }
         match result {
-            Ok(Flush::Drained) => {}
-            Ok(Flush::Blocked) => conn.write_blocked = true,
+            Ok(_) => {}
             Err(e) => {
                 let reason = match conn.phase {
                     Phase::Closing {
