@@ -382,3 +382,40 @@ fn shutdown_closes_every_client_with_1001_and_run_returns() {
     );
     assert!(TcpStream::connect(addr).is_err(), "the listener is closed");
 }
+
+#[test]
+fn a_flood_is_pushed_back_while_the_host_does_not_drain_and_nothing_is_lost() {
+    let mut cfg = test_config();
+    cfg.max_message_size = 1024;
+    let mut hub = wshub::DefaultHub::bind(cfg).unwrap();
+    hub.set_event_limit(100);
+    let addr = hub.local_addr();
+    const FLOOD: usize = 20_000;
+    let flooder = std::thread::spawn(move || {
+        let mut c = RawClient::upgrade(addr, "user_id=flood");
+        let frame = client_frame(0x81, br#"{"message_type":"no_relay","content":"x"}"#);
+        let all: Vec<u8> = (0..FLOOD).flat_map(|_| frame.iter().copied()).collect();
+        c.send(&all);
+        c
+    });
+    // Poll without draining: reading pauses near the limit.
+    let mut most = 0;
+    for _ in 0..100 {
+        hub.poll(Some(Duration::from_millis(2))).unwrap();
+        most = most.max(hub.pending_events());
+    }
+    // One 64 KiB read of 45-byte frames may pass the limit; the flood may not.
+    assert!(most < 100 + 64 * 1024 / 45 + 2, "{most} events waiting");
+    assert!(most < FLOOD);
+    // Draining lets it all through.
+    let mut messages = 0;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while messages < FLOOD && Instant::now() < deadline {
+        hub.poll(Some(Duration::from_millis(5))).unwrap();
+        while let Some(ev) = hub.next_event() {
+            messages += usize::from(matches!(ev, HubEvent::Message { .. }));
+        }
+    }
+    assert_eq!(messages, FLOOD);
+    drop(flooder.join().unwrap());
+}

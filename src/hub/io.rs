@@ -159,6 +159,14 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
             if conn.read_pending {
                 return;
             }
+            if self.events.len() >= self.event_limit && conn.is_open() {
+                // The host has not drained its events: leave the input in
+                // the socket (TCP pushes back on the client) and come back
+                // to this connection once there is room.
+                conn.read_pending = true;
+                self.read_again.push(key);
+                return;
+            }
             match conn.stream.read(&mut self.scratch) {
                 Ok(0) => {
                     let reason = match conn.phase {

@@ -52,6 +52,8 @@ const COMMAND_BUDGET: usize = 1024;
 const CLOSE_LINGER: Duration = Duration::from_secs(2);
 /// Largest HTTP request head accepted.
 const MAX_HEAD: usize = 8 * 1024;
+/// Events waiting for the host before reading pauses.
+const DEFAULT_EVENT_LIMIT: usize = 4096;
 /// Granularity of the timing wheel.
 const TICK: Duration = Duration::from_millis(10);
 
@@ -156,6 +158,8 @@ pub struct Hub<const QUEUE: usize = DEFAULT_QUEUE, const WHEEL: usize = DEFAULT_
     offline: std::collections::HashMap<Arc<str>, VecDeque<Payload>>,
     /// Reused by broadcasts for the keys of the open connections.
     broadcast_keys: Vec<usize>,
+    /// Undrained events beyond which the hub stops reading from clients.
+    event_limit: usize,
 }
 
 type ResultCallback =
@@ -233,6 +237,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
             result_callback: None,
             offline: std::collections::HashMap::new(),
             broadcast_keys: Vec::with_capacity(max),
+            event_limit: DEFAULT_EVENT_LIMIT,
             config,
         })
     }
@@ -278,6 +283,19 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
     /// A handle for other threads.
     pub fn handle(&self) -> HubHandle {
         self.handle.clone()
+    }
+
+    /// Caps the events waiting for the host (default 4,096). At the cap the
+    /// hub stops reading from clients until the host drains some: a flood
+    /// is pushed back to its sender by TCP instead of growing memory here.
+    /// One read's worth of frames may go past the cap.
+    pub fn set_event_limit(&mut self, limit: usize) {
+        self.event_limit = limit.max(1);
+    }
+
+    /// Events waiting for the host.
+    pub fn pending_events(&self) -> usize {
+        self.events.len()
     }
 
     /// The next event for the host, if any. Drain them after every
@@ -372,7 +390,9 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
     }
 
     fn poll_timeout(&self, requested: Option<Duration>) -> Option<Duration> {
-        if !self.read_again.is_empty() || !self.events.is_empty() && requested.is_none() {
+        let can_read = self.events.len() < self.event_limit;
+        if !self.read_again.is_empty() && can_read || !self.events.is_empty() && requested.is_none()
+        {
             return Some(Duration::ZERO);
         }
         let timer = self
