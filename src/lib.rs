@@ -73,3 +73,17 @@ pub use stats::Stats;
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
+
+#[cfg(test)]
+mod thread_safety {
+    fn send<T: Send>() {}
+    fn send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn the_hub_moves_to_its_thread_and_handles_are_shared() {
+        send::<crate::DefaultHub>();
+        send_sync::<crate::HubHandle>();
+        send::<crate::PendingSend>();
+        send_sync::<crate::Failure>();
+    }
+}
