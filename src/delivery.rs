@@ -12,6 +12,7 @@
 //! warm-up a delivery that succeeds first time allocates nothing.
 
 use std::fmt;
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -27,7 +28,9 @@ use crate::timer::TimerKey;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct DeliveryId {
     pub(crate) index: u32,
-    pub(crate) generation: u32,
+    // Never zero, so that `Option<Tag>` in every ring entry costs no extra
+    // word (the niche holds `None`).
+    pub(crate) generation: NonZeroU32,
 }
 
 impl fmt::Display for DeliveryId {
@@ -236,27 +239,27 @@ impl DeliveryTable {
             }
         };
         let d = &mut self.slots[index as usize];
-        d.generation = d.generation.wrapping_add(1);
+        d.generation = d.generation.wrapping_add(1).max(1);
         d.started = now;
         d.envelope = Some(envelope);
         d.result.reset();
         self.active += 1;
         DeliveryId {
             index,
-            generation: d.generation,
+            generation: NonZeroU32::new(d.generation).unwrap_or(NonZeroU32::MIN),
         }
     }
 
     pub fn get(&self, id: DeliveryId) -> Option<&Delivery> {
         self.slots
             .get(id.index as usize)
-            .filter(|d| d.generation == id.generation && d.envelope.is_some())
+            .filter(|d| d.generation == id.generation.get() && d.envelope.is_some())
     }
 
     pub fn get_mut(&mut self, id: DeliveryId) -> Option<&mut Delivery> {
         self.slots
             .get_mut(id.index as usize)
-            .filter(|d| d.generation == id.generation && d.envelope.is_some())
+            .filter(|d| d.generation == id.generation.get() && d.envelope.is_some())
     }
 
     /// Frees a record, keeping its vectors' capacity.
@@ -284,9 +287,11 @@ impl DeliveryTable {
             .iter()
             .enumerate()
             .filter(|(_, d)| d.envelope.is_some())
-            .map(|(i, d)| DeliveryId {
-                index: i as u32,
-                generation: d.generation,
+            .filter_map(|(i, d)| {
+                Some(DeliveryId {
+                    index: i as u32,
+                    generation: NonZeroU32::new(d.generation)?,
+                })
             })
     }
 }

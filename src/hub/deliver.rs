@@ -537,8 +537,8 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
 
     /// `send_timeout` check for one connection: fail what waited too long.
     pub(super) fn on_send_timeout(&mut self, id: ConnId) {
-        let timeout = self.config.send_timeout;
-        let now = self.now;
+        let timeout = millis(self.config.send_timeout);
+        let now = self.clock_ms();
         let Some(conn) = live(&mut self.conns, id) else {
             return;
         };
@@ -547,9 +547,8 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
             return;
         };
         let mut expired = Vec::new();
-        if let Some(cutoff) = now.checked_sub(timeout) {
-            conn.outbox.expire(cutoff, &mut |out| expired.push(out));
-        }
+        conn.outbox
+            .expire(now, timeout, &mut |out| expired.push(out));
         self.arm_send_timer(id.index());
         for out in expired {
             self.fail_outbound(
@@ -564,7 +563,8 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
 
     /// Arms the `send_timeout` check for the oldest waiting frame, if any.
     pub(super) fn arm_send_timer(&mut self, key: usize) {
-        let timeout = self.config.send_timeout;
+        let timeout = millis(self.config.send_timeout);
+        let now_ms = self.clock_ms();
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
@@ -572,7 +572,8 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
             return;
         }
         if let Some(oldest) = conn.outbox.oldest_waiting() {
-            let at = (oldest + timeout).max(self.now);
+            let left = timeout.saturating_sub(now_ms.wrapping_sub(oldest));
+            let at = self.now + Duration::from_millis(u64::from(left));
             conn.timers.send = Some(self.timers.insert(at, TimerEvent::SendTimeout(conn.id)));
         }
     }
@@ -670,4 +671,9 @@ impl SendResult {
             ..SendResult::default()
         }
     }
+}
+
+/// A duration in whole milliseconds for the ring's 32-bit clock (saturating).
+fn millis(d: Duration) -> u32 {
+    u32::try_from(d.as_millis()).unwrap_or(u32::MAX)
 }

@@ -328,6 +328,12 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
         s
     }
 
+    /// The hub's millisecond clock for ring entries (wraps after 49 days;
+    /// only differences are used).
+    pub(crate) fn clock_ms(&self) -> u32 {
+        self.now.saturating_duration_since(self.started).as_millis() as u32
+    }
+
     /// Pending timers (heartbeats, timeouts, retries).
     pub fn pending_timers(&self) -> usize {
         self.timers.len()

@@ -188,12 +188,13 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
         payload: &Payload,
         tag: Option<Tag>,
     ) -> Result<(), ()> {
+        let enqueued = self.clock_ms();
         let Some(conn) = self.conns.get_mut(key) else {
             return Err(());
         };
         let out = Outbound {
             payload: payload.clone(),
-            enqueued: self.now,
+            enqueued,
             tag,
         };
         conn.outbox.push(out).map_err(|_| ())?;
