@@ -76,6 +76,9 @@ pub struct Stats {
     pub dropped_on_close: u64,
     /// Inbound messages answered with a validation error.
     pub invalid_messages: u64,
+    /// Control frames and hub notices (pongs, pings, `error`, `kick_out`)
+    /// not queued because a connection's control lane was full.
+    pub control_dropped: u64,
     /// Connections closed for a protocol violation.
     pub protocol_errors: u64,
     /// Connections closed by the idle timeout.

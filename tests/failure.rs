@@ -647,3 +647,18 @@ fn websocket_clients_keep_working_while_failures_happen() {
     }
     a.send(WsMessage::Close(None)).unwrap();
 }
+
+#[test]
+fn replies_that_find_the_control_lane_full_are_counted() {
+    let (hub, _seen) = start::<4>(config(0, 10));
+    let mut stuck = RawClient::upgrade(hub.addr, "user_id=deaf");
+    hub.wait_for(|e| matches!(e, wshub::HubEvent::Connected { .. }));
+    fill_until_stuck(&hub, "deaf");
+    // The client still sends: 30 JSON pings, whose pongs cannot leave.
+    let ping = client_frame(0x81, br#"{"message_type":"ping"}"#);
+    for _ in 0..30 {
+        stuck.send(&ping);
+    }
+    // 16 control slots: at least 14 of the 30 pongs are refused, and counted.
+    wait_stat(hub.addr, "control_dropped", 14);
+}

@@ -386,7 +386,9 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
                 // Only the close reply matters once we are closing.
                 _ if !open => {}
                 Frame::Ping(data) => {
-                    outbox.push_control(Payload::encode(OpCode::Pong, data));
+                    if !outbox.push_control(Payload::encode(OpCode::Pong, data)) {
+                        stats.control_dropped += 1;
+                    }
                 }
                 Frame::Pong(_) => {}
                 Frame::Text(text) => {
@@ -404,7 +406,9 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
                     }
                     match Message::decode(text) {
                         Ok(msg) if msg.message_type == kind::PING => {
-                            outbox.push_control(pong_payload());
+                            if !outbox.push_control(pong_payload()) {
+                                stats.control_dropped += 1;
+                            }
                         }
                         Ok(msg) if msg.message_type == kind::ACK => {
                             acks.push((key, msg.message_id));
@@ -428,11 +432,11 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
                                 kind::ERROR,
                                 serde_json::json!({"reason": "validation", "detail": e.to_string()}),
                             );
-                            match Payload::json(&notice) {
-                                Ok(p) if p.len() <= config.max_message_size => {
-                                    outbox.push_control(p);
-                                }
-                                _ => {}
+                            if let Ok(p) = Payload::json(&notice)
+                                && p.len() <= config.max_message_size
+                                && !outbox.push_control(p)
+                            {
+                                stats.control_dropped += 1;
                             }
                         }
                     }
@@ -571,8 +575,10 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
         };
         if conn.is_open() && self.json_protocol {
             let notice = Message::notice(kind::KICK_OUT, serde_json::json!({ "reason": why }));
-            if let Ok(p) = Payload::json(&notice) {
-                conn.outbox.push_control(p);
+            if let Ok(p) = Payload::json(&notice)
+                && !conn.outbox.push_control(p)
+            {
+                self.stats.control_dropped += 1;
             }
         }
         self.close_conn(key, reason, 1000, why, CloseWhen::Now);

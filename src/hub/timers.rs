@@ -59,7 +59,9 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
                     if !conn.is_open() {
                         continue;
                     }
-                    conn.outbox.push_control(self.ping_frame.clone());
+                    if !conn.outbox.push_control(self.ping_frame.clone()) {
+                        self.stats.control_dropped += 1;
+                    }
                     let next = self.now + self.config.heartbeat_interval;
                     conn.timers.heartbeat =
                         Some(self.timers.insert(next, TimerEvent::Heartbeat(id)));
