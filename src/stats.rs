@@ -76,6 +76,9 @@ pub struct Stats {
     pub dropped_on_close: u64,
     /// Inbound messages answered with a validation error.
     pub invalid_messages: u64,
+    /// `HubHandle` sends that failed for a reason no failure handler sees
+    /// (unknown device or connection, too large, shutting down); logged too.
+    pub command_errors: u64,
     /// Control frames and hub notices (pongs, pings, `error`, `kick_out`)
     /// not queued because a connection's control lane was full.
     pub control_dropped: u64,

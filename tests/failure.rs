@@ -662,3 +662,27 @@ fn replies_that_find_the_control_lane_full_are_counted() {
     // 16 control slots: at least 14 of the 30 pongs are refused, and counted.
     wait_stat(hub.addr, "control_dropped", 14);
 }
+
+#[test]
+fn a_delivery_refused_at_the_start_reports_why_and_handle_errors_are_counted() {
+    let mut c = config(3, 10);
+    c.max_message_size = 64;
+    let (hub, seen) = start::<64>(c);
+    let r = hub
+        .handle
+        .send_to_user_with_retry("anyone", &msg("big", "anyone", false))
+        .unwrap()
+        .wait_timeout(Duration::from_secs(5))
+        .expect("a result");
+    assert!(!r.success);
+    assert_eq!(r.final_error, Some(FailureReason::MessageTooLarge));
+    assert!(r.attempts.is_empty());
+    assert_eq!(next(&seen, "send_failure").detail, "message_too_large");
+    // A device that does not exist: no handler sees it, the counter does.
+    let mut to_device = Message::text("nobody-here", "x");
+    to_device.receiver_client = "phone".into();
+    let _online = connect(hub.addr, "user_id=nobody-here&client_id=laptop");
+    hub.wait_for(|e| matches!(e, wshub::HubEvent::Connected { .. }));
+    hub.handle.send_to_user("nobody-here", &to_device).unwrap();
+    wait_stat(hub.addr, "command_errors", 1);
+}

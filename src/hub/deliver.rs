@@ -665,9 +665,21 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
 impl SendResult {
     /// The result a waiter gets when the hub stopped before answering.
     pub(crate) fn hub_gone() -> SendResult {
+        SendResult::refused(&SendError::ShuttingDown)
+    }
+
+    /// The result of a delivery that could not start (no attempt made).
+    pub(crate) fn refused(why: &SendError) -> SendResult {
+        let reason = match why {
+            SendError::MessageTooLarge { .. } => FailureReason::MessageTooLarge,
+            SendError::Encode(_) => FailureReason::Validation,
+            SendError::UserOffline => FailureReason::UserOffline,
+            SendError::QueueFull { .. } => FailureReason::QueueFull,
+            SendError::NoSuchClient | SendError::ShuttingDown => FailureReason::ChannelClosed,
+        };
         SendResult {
             success: false,
-            final_error: Some(FailureReason::ChannelClosed),
+            final_error: Some(reason),
             ..SendResult::default()
         }
     }

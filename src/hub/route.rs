@@ -244,8 +244,11 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
                         Dest::Conn(id) => self.send(Target::Conn(*id), &payload),
                         Dest::All => self.send(Target::All, &payload),
                     };
+                    // Offline and full rings already reached the handlers;
+                    // the rest would reach nobody but a log without this.
                     if let Err(e) = result {
-                        log::debug!("send to {dest:?} from a handle failed: {e}");
+                        self.stats.command_errors += 1;
+                        log::warn!("send to {dest:?} from a handle failed: {e}");
                     }
                 }
                 Command::SendWithRetry {
@@ -257,7 +260,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
                     let thread = crate::delivery::Waiter::Thread(waiter.clone());
                     if let Err(e) = self.start_delivery(&user, envelope, thread, Some(result)) {
                         log::debug!("send with retry to {user} from a handle refused: {e}");
-                        let _ = waiter.try_send(crate::delivery::SendResult::hub_gone());
+                        let _ = waiter.try_send(crate::delivery::SendResult::refused(&e));
                     }
                 }
                 Command::Kick { dest, reason } => match &dest {
