@@ -23,6 +23,18 @@ pub(crate) enum Dest {
     All,
 }
 
+impl Dest {
+    /// The borrowed form the hub routes with.
+    pub(crate) fn target(&self) -> crate::Target<'_> {
+        match self {
+            Dest::User(u) => crate::Target::User(u),
+            Dest::Device(u, c) => crate::Target::Device { user: u, client: c },
+            Dest::Conn(id) => crate::Target::Conn(*id),
+            Dest::All => crate::Target::All,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub(crate) enum Command {
     Send {
@@ -114,13 +126,13 @@ impl HubHandle {
     /// Sends `msg` to every device of `user` (or to `msg.receiver_client`
     /// only, when set).
     pub fn send_to_user(&self, user: &str, msg: &Message) -> Result<(), HandleError> {
-        let target = if msg.receiver_client.is_empty() {
+        let dest = if msg.receiver_client.is_empty() {
             Dest::User(user.into())
         } else {
             Dest::Device(user.into(), msg.receiver_client.as_str().into())
         };
         self.submit(Command::Send {
-            dest: target,
+            dest,
             payload: encode(msg)?,
         })
     }

@@ -10,7 +10,7 @@ use crate::delivery::Tag;
 use crate::error::SendError;
 use crate::event::{ConnId, DisconnectReason};
 use crate::failure::Failure;
-use crate::handle::{Command, Dest};
+use crate::handle::Command;
 use crate::message::{Message, Payload};
 use crate::outbox::Outbound;
 use crate::reason::FailureReason;
@@ -45,13 +45,20 @@ impl<'a> Target<'a> {
     /// assert_eq!(Target::of(&m), Target::Device { user: "bob", client: "phone" });
     /// ```
     pub fn of(msg: &'a Message) -> Target<'a> {
-        if msg.receiver_client.is_empty() {
-            Target::User(&msg.receiver)
+        Target::user_or_device(&msg.receiver, &msg.receiver_client)
+    }
+
+    /// Every device of `user`, or only `client` when it is not empty.
+    ///
+    /// ```
+    /// use wshub::Target;
+    /// assert_eq!(Target::user_or_device("bob", ""), Target::User("bob"));
+    /// ```
+    pub fn user_or_device(user: &'a str, client: &'a str) -> Target<'a> {
+        if client.is_empty() {
+            Target::User(user)
         } else {
-            Target::Device {
-                user: &msg.receiver,
-                client: &msg.receiver_client,
-            }
+            Target::Device { user, client }
         }
     }
 }
@@ -130,15 +137,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
     /// to `msg.receiver_client`, when set).
     pub fn send_to_user(&mut self, user: &str, msg: &Message) -> Result<usize, SendError> {
         let payload = Payload::json(msg).map_err(|e| SendError::Encode(e.to_string()))?;
-        let target = if msg.receiver_client.is_empty() {
-            Target::User(user)
-        } else {
-            Target::Device {
-                user,
-                client: &msg.receiver_client,
-            }
-        };
-        self.send(target, &payload)
+        self.send(Target::user_or_device(user, &msg.receiver_client), &payload)
     }
 
     /// Encodes `msg` and sends it to one connection.
@@ -236,14 +235,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
             };
             match cmd {
                 Command::Send { dest, payload } => {
-                    let result = match &dest {
-                        Dest::User(u) => self.send(Target::User(u), &payload),
-                        Dest::Device(u, c) => {
-                            self.send(Target::Device { user: u, client: c }, &payload)
-                        }
-                        Dest::Conn(id) => self.send(Target::Conn(*id), &payload),
-                        Dest::All => self.send(Target::All, &payload),
-                    };
+                    let result = self.send(dest.target(), &payload);
                     // Offline and full rings already reached the handlers;
                     // the rest would reach nobody but a log without this.
                     if let Err(e) = result {
@@ -263,19 +255,20 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
                         let _ = waiter.try_send(crate::delivery::SendResult::refused(&e));
                     }
                 }
-                Command::Kick { dest, reason } => match &dest {
-                    Dest::User(u) => {
+                Command::Kick { dest, reason } => match dest.target() {
+                    Target::User(u) => {
                         self.kick_user(u, &reason);
                     }
-                    Dest::Conn(id) => {
-                        self.kick(*id, &reason);
+                    Target::Conn(id) => {
+                        self.kick(id, &reason);
                     }
-                    Dest::Device(u, c) => {
-                        if let Some(key) = self.registry.device(u, c) {
+                    Target::Device { user, client } => {
+                        if let Some(key) = self.registry.device(user, client) {
                             self.kick_key(key, &reason, DisconnectReason::Kicked);
                         }
                     }
-                    Dest::All => {}
+                    // The handle offers no kick-all.
+                    Target::All => {}
                 },
             }
         }
