@@ -385,6 +385,12 @@ impl HubConfig {
                 return Err(ConfigError::Zero { key });
             }
         }
+        // A delivery numbers a user's devices with 16 bits.
+        if self.max_connections_per_user > usize::from(u16::MAX) {
+            return Err(ConfigError::TooManyPerUser {
+                value: self.max_connections_per_user,
+            });
+        }
         if let Some(frame) = self.max_frame_size
             && frame > self.max_message_size
         {
@@ -607,6 +613,11 @@ pub enum ConfigError {
         /// The shared path.
         path: String,
     },
+    /// `max_connections_per_user` is above 65,535.
+    TooManyPerUser {
+        /// The configured value.
+        value: usize,
+    },
     /// `max_frame_size` exceeds `max_message_size`.
     FrameLargerThanMessage {
         /// The configured frame limit.
@@ -675,6 +686,10 @@ impl fmt::Display for ConfigError {
             } => {
                 write!(f, "`{second}` reuses {path:?}, already used by `{first}`")
             }
+            ConfigError::TooManyPerUser { value } => write!(
+                f,
+                "`max_connections_per_user` ({value}) must be at most 65535"
+            ),
             ConfigError::FrameLargerThanMessage {
                 max_frame_size,
                 max_message_size,
@@ -1135,6 +1150,17 @@ wsc:
 
     fn yaml_err(body: &str) -> ConfigError {
         yaml(body).expect_err(body)
+    }
+
+    #[test]
+    fn per_user_limit_fits_the_delivery_device_index() {
+        let mut c = HubConfig::default();
+        c.max_connections_per_user = 65_535;
+        assert!(c.validate().is_ok());
+        c.max_connections_per_user = 65_536;
+        let e = c.validate().unwrap_err();
+        assert!(matches!(e, ConfigError::TooManyPerUser { value: 65_536 }));
+        assert!(e.to_string().contains("max_connections_per_user"));
     }
 
     #[test]
