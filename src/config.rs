@@ -1154,8 +1154,10 @@ wsc:
 
     #[test]
     fn per_user_limit_fits_the_delivery_device_index() {
-        let mut c = HubConfig::default();
-        c.max_connections_per_user = 65_535;
+        let mut c = HubConfig {
+            max_connections_per_user: 65_535,
+            ..HubConfig::default()
+        };
         assert!(c.validate().is_ok());
         c.max_connections_per_user = 65_536;
         let e = c.validate().unwrap_err();
