@@ -1,8 +1,6 @@
 //! Zero allocations per delivered message on the hub thread, counted exactly
 //! by a global allocator that counts only while the hub thread asks it to.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -10,48 +8,15 @@ use std::time::{Duration, Instant};
 use tungstenite::Message as WsMessage;
 use wshub::{DefaultHub, HubConfig, HubEvent, Message, Payload, Target};
 
-struct Counting;
-
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-thread_local! {
-    static COUNT_HERE: Cell<bool> = const { Cell::new(false) };
-}
-
-fn counting() -> bool {
-    COUNT_HERE.try_with(Cell::get).unwrap_or(false)
-}
-
-// SAFETY: forwards every call to the system allocator unchanged; it only
-// counts. (Tests may use `unsafe`; the library forbids it.)
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if counting() {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        }
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if counting() {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        }
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+#[path = "support/counting_alloc.rs"]
+mod counting_alloc;
 
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: counting_alloc::Counting = counting_alloc::Counting;
 
 /// Runs `f` with allocation counting on for this thread; returns the count.
 fn count_allocations(f: impl FnOnce()) -> u64 {
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
-    COUNT_HERE.with(|c| c.set(true));
-    f();
-    COUNT_HERE.with(|c| c.set(false));
-    ALLOCATIONS.load(Ordering::Relaxed) - before
+    counting_alloc::measure(f).0
 }
 
 /// A client on its own thread that reads (and counts text messages) until

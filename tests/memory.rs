@@ -1,52 +1,17 @@
 //! Heap held per idle connection inside the library, measured exactly: a
 //! global allocator tracks the live bytes allocated on the hub thread.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use wshub::{DefaultHub, HubConfig, HubEvent};
 
-struct Tracking;
-
-static LIVE: AtomicI64 = AtomicI64::new(0);
-
-thread_local! {
-    static TRACK_HERE: Cell<bool> = const { Cell::new(false) };
-}
-
-fn tracking() -> bool {
-    TRACK_HERE.try_with(Cell::get).unwrap_or(false)
-}
-
-// SAFETY: forwards every call to the system allocator unchanged; it only
-// adds up sizes.
-unsafe impl GlobalAlloc for Tracking {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if tracking() {
-            LIVE.fetch_add(layout.size() as i64, Ordering::Relaxed);
-        }
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        if tracking() {
-            LIVE.fetch_sub(layout.size() as i64, Ordering::Relaxed);
-        }
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if tracking() {
-            LIVE.fetch_add(new_size as i64 - layout.size() as i64, Ordering::Relaxed);
-        }
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+#[path = "support/counting_alloc.rs"]
+mod counting_alloc;
 
 #[global_allocator]
-static GLOBAL: Tracking = Tracking;
+static GLOBAL: counting_alloc::Counting = counting_alloc::Counting;
 
 const IDLE: usize = 500;
 
@@ -82,24 +47,22 @@ fn an_idle_connection_costs_at_most_4_kib_of_heap() {
         socks
     });
 
-    TRACK_HERE.with(|t| t.set(true));
-    let before = LIVE.load(Ordering::Relaxed);
     let mut open = 0;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while open < IDLE && Instant::now() < deadline {
-        hub.poll(Some(Duration::from_millis(5))).unwrap();
-        while let Some(ev) = hub.next_event() {
-            if matches!(ev, HubEvent::Connected { .. }) {
-                open += 1;
+    let (_, held) = counting_alloc::measure(|| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while open < IDLE && Instant::now() < deadline {
+            hub.poll(Some(Duration::from_millis(5))).unwrap();
+            while let Some(ev) = hub.next_event() {
+                if matches!(ev, HubEvent::Connected { .. }) {
+                    open += 1;
+                }
             }
         }
-    }
-    // Let the 101 responses drain so only idle state remains.
-    for _ in 0..20 {
-        hub.poll(Some(Duration::from_millis(1))).unwrap();
-    }
-    let held = LIVE.load(Ordering::Relaxed) - before;
-    TRACK_HERE.with(|t| t.set(false));
+        // Let the 101 responses drain so only idle state remains.
+        for _ in 0..20 {
+            hub.poll(Some(Duration::from_millis(1))).unwrap();
+        }
+    });
     let socks = clients.join().unwrap();
     assert_eq!(open, IDLE);
     assert_eq!(hub.connections(), IDLE);
