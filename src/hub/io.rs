@@ -56,7 +56,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
 
     fn admit(&mut self, mut stream: TcpStream, peer: SocketAddr) {
         self.stats.accepted += 1;
-        if self.conns.len() >= self.slot_limit() {
+        if self.conns.len() >= super::slot_limit(self.config.max_connections) {
             // Not even room to read the request: answer blind and drop.
             self.stats.refused_full += 1;
             let _ = stream.read(&mut self.scratch);
@@ -115,12 +115,6 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
         log::trace!("{id} accepted from {peer}");
     }
 
-    /// Room for every allowed connection plus a few handshakes in flight, so
-    /// that a full hub can still answer 503 properly.
-    pub(super) fn slot_limit(&self) -> usize {
-        self.config.max_connections + self.config.max_connections / 16 + 8
-    }
-
     pub(super) fn conn_ready(&mut self, key: usize, readable: bool, writable: bool) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
@@ -136,18 +130,19 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
 
     /// Gives connections that used up their read budget another turn.
     pub(super) fn read_leftovers(&mut self) {
-        let pending = std::mem::take(&mut self.read_again);
+        // Two preallocated lists swap roles: `read_conn` may list a
+        // connection again while this turn's list is walked, and neither
+        // ever grows past the slot count (a connection is listed once).
+        let spare = std::mem::take(&mut self.read_spare);
+        let mut pending = std::mem::replace(&mut self.read_again, spare);
         for &key in &pending {
             if let Some(conn) = self.conns.get_mut(key) {
                 conn.read_pending = false;
                 self.read_conn(key);
             }
         }
-        // Keep the preallocated capacity; `read_conn` may have refilled.
-        let mut pending = pending;
         pending.clear();
-        pending.append(&mut self.read_again);
-        self.read_again = pending;
+        self.read_spare = pending;
     }
 
     fn read_conn(&mut self, key: usize) {

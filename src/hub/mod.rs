@@ -137,6 +137,8 @@ pub struct Hub<const QUEUE: usize = DEFAULT_QUEUE, const WHEEL: usize = DEFAULT_
     dirty: Vec<usize>,
     /// Connections with unread input left over by the read budget.
     read_again: Vec<usize>,
+    /// `read_again`'s twin, swapped in while the list is walked.
+    read_spare: Vec<usize>,
     next_generation: u32,
     stats: Stats,
     lifecycle: Lifecycle,
@@ -198,6 +200,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
             shutdown: shutdown_requested.clone(),
         };
         let max = config.max_connections;
+        let slots = slot_limit(max);
         let now = Instant::now();
         Ok(Hub {
             poll,
@@ -207,7 +210,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
             commands,
             handle,
             shutdown_requested,
-            conns: Slab::with_capacity(max),
+            conns: Slab::with_capacity(slots),
             registry: Registry::with_capacity(max),
             // Each connection holds up to four timers; deliveries add their own.
             timers: TimerWheel::with_capacity(TICK, now, max * 4 + 1024),
@@ -215,8 +218,9 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
             pages: Vec::new(),
             scratch: vec![0; SCRATCH].into_boxed_slice(),
             events: VecDeque::with_capacity(64),
-            dirty: Vec::with_capacity(max),
-            read_again: Vec::with_capacity(max),
+            dirty: Vec::with_capacity(slots),
+            read_again: Vec::with_capacity(slots),
+            read_spare: Vec::with_capacity(slots),
             next_generation: 0,
             stats: Stats::default(),
             lifecycle: Lifecycle::Running,
@@ -450,6 +454,14 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
         self.timers.insert(deadline, TimerEvent::ShutdownDeadline);
         self.check_finished();
     }
+}
+
+/// Slab slots for `max_connections`: room for every allowed connection plus
+/// a few handshakes in flight, so that a full hub can still read a request
+/// and answer 503 properly. Everything indexed by slot is sized to it, so
+/// the slab never grows (and never moves its connections).
+fn slot_limit(max_connections: usize) -> usize {
+    max_connections + max_connections / 16 + 8
 }
 
 /// A seed for retry jitter: different per hub, no extra dependency.
