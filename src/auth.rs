@@ -8,7 +8,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use crate::http::Request;
+use crate::ws::http::Request;
 
 /// The authenticated identity of one connection (one device of one user).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

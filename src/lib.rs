@@ -33,7 +33,6 @@
 #![warn(missing_docs)]
 
 pub mod auth;
-pub mod codec;
 pub mod config;
 mod conn;
 pub mod delivery;
@@ -41,18 +40,18 @@ pub mod error;
 pub mod event;
 pub mod failure;
 pub mod handle;
-pub mod http;
 mod hub;
 pub mod message;
-mod outbox;
-pub mod queue;
-pub mod reason;
-mod registry;
 pub mod retry;
 pub mod stats;
 #[cfg(test)]
 mod testutil;
-pub mod timer;
+mod util;
+mod ws;
+
+pub use failure::reason;
+pub use util::{queue, timer};
+pub use ws::{codec, http};
 
 pub use auth::{Authenticator, Identity, Rejection};
 pub use config::HubConfig;

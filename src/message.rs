@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::codec::{self, OpCode};
+use crate::ws::codec::{self, OpCode};
 
 /// Well-known values of [`Message::message_type`].
 ///

@@ -11,18 +11,18 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::{Hub, Lifecycle, TimerEvent};
 use crate::conn::live;
+use crate::conn::outbox::Outbound;
 use crate::delivery::{
     DeliveryId, DeliveryTarget, Envelope, SendAttempt, SendResult, Tag, TargetState, Waiter,
 };
 use crate::error::SendError;
 use crate::event::{ConnId, DisconnectReason};
+use crate::failure::reason::{FailureReason, TimeoutKind};
 use crate::failure::{
     ConnectionErrorHandler, Failure, QueueFullHandler, SendFailureHandler, TimeoutHandler,
     UserOfflineHandler,
 };
 use crate::message::{Message, Payload};
-use crate::outbox::Outbound;
-use crate::reason::{FailureReason, TimeoutKind};
 use crate::retry::RetryDecision;
 
 impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {

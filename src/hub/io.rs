@@ -9,12 +9,12 @@ use mio::net::TcpStream;
 use mio::{Interest, Token};
 
 use super::{CLOSE_LINGER, Hub, Lifecycle, MAX_HEAD, READ_BUDGET, TimerEvent};
-use crate::codec::{Decoder, Frame, Limits, OpCode};
+use crate::conn::outbox::{CloseWhen, Flush, Outbox};
 use crate::conn::{Conn, ConnTimers, Phase};
 use crate::event::{ConnId, DisconnectReason, HubEvent};
-use crate::http::{self, Request};
 use crate::message::{Message, Payload, kind};
-use crate::outbox::{CloseWhen, Flush, Outbox};
+use crate::ws::codec::{Decoder, Frame, Limits, OpCode};
+use crate::ws::http::{self, Request};
 
 /// Pause before accepting again after the process ran out of descriptors.
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
@@ -733,7 +733,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
 }
 
 fn close_frame(code: u16, why: &str) -> Payload {
-    Payload::raw(crate::codec::encode_close(code, why))
+    Payload::raw(crate::ws::codec::encode_close(code, why))
 }
 
 /// go-wsc's JSON pong, encoded once per thread.

@@ -25,13 +25,13 @@ use slab::Slab;
 use crate::auth::{Authenticator, Identity, QueryAuthenticator};
 use crate::config::HubConfig;
 use crate::conn::Conn;
+use crate::conn::registry::Registry;
 use crate::error::BuildError;
 use crate::event::{ConnId, HubEvent};
 use crate::handle::{Command, HubHandle};
 use crate::message::Payload;
-use crate::registry::Registry;
 use crate::stats::Stats;
-use crate::timer::TimerWheel;
+use crate::util::timer::TimerWheel;
 
 pub use route::Target;
 
@@ -225,7 +225,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
             stats: Stats::default(),
             lifecycle: Lifecycle::Running,
             accept_paused: false,
-            ping_frame: Payload::encode(crate::codec::OpCode::Ping, b""),
+            ping_frame: Payload::encode(crate::ws::codec::OpCode::Ping, b""),
             now,
             started: now,
             json_protocol: true,
@@ -446,7 +446,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
                 crate::event::DisconnectReason::Shutdown,
                 1001,
                 "server shutting down",
-                crate::outbox::CloseWhen::AfterData,
+                crate::conn::outbox::CloseWhen::AfterData,
             );
         }
         self.abandon_deliveries();

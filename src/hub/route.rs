@@ -6,14 +6,14 @@
 use std::sync::Arc;
 
 use super::Hub;
+use crate::conn::outbox::Outbound;
 use crate::delivery::Tag;
 use crate::error::SendError;
 use crate::event::{ConnId, DisconnectReason};
 use crate::failure::Failure;
+use crate::failure::reason::FailureReason;
 use crate::handle::Command;
 use crate::message::{Message, Payload};
-use crate::outbox::Outbound;
-use crate::reason::FailureReason;
 
 /// Who a message is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

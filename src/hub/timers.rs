@@ -3,9 +3,9 @@
 //! connections.
 
 use super::{Hub, TimerEvent};
+use crate::conn::outbox::CloseWhen;
 use crate::conn::{Phase, live};
 use crate::event::DisconnectReason;
-use crate::outbox::CloseWhen;
 
 impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
     pub(super) fn run_timers(&mut self) {

@@ -6,16 +6,19 @@
 //!               └── HTTP response (page, health, rejection) ─────┘
 //! ```
 
+pub(crate) mod outbox;
+pub(crate) mod registry;
+
 use std::time::Instant;
 
 use mio::net::TcpStream;
 
 use crate::auth::Identity;
-use crate::codec::Decoder;
+use crate::conn::outbox::Outbox;
 use crate::delivery::Tag;
 use crate::event::{ConnId, DisconnectReason};
-use crate::outbox::Outbox;
-use crate::timer::TimerKey;
+use crate::util::timer::TimerKey;
+use crate::ws::codec::Decoder;
 
 /// Where a connection is in its life.
 #[derive(Debug)]

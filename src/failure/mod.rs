@@ -11,6 +11,8 @@
 //! `user_offline` → [`UserOfflineHandler`], `conn_error` →
 //! [`ConnectionErrorHandler`], any timeout → [`TimeoutHandler`].
 
+pub mod reason;
+
 use std::borrow::Cow;
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -23,8 +25,8 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use crate::delivery::DeliveryId;
 use crate::event::ConnId;
+use crate::failure::reason::{FailureReason, TimeoutKind};
 use crate::message::{Message, Payload};
-use crate::reason::{FailureReason, TimeoutKind};
 
 /// One failed attempt to deliver one message to one recipient.
 ///

@@ -40,7 +40,7 @@
 //!     metrics_path: /metrics
 //! ```
 //!
-//! Classification lists accept every [`FailureReason`](crate::reason::FailureReason) name plus `timeout`
+//! Classification lists accept every [`FailureReason`](crate::failure::reason::FailureReason) name plus `timeout`
 //! (all three timeout types). When both lists are written, a reason may
 //! appear in only one, including through `timeout` (`timeout` retryable with
 //! `ack_timeout` non-retryable is rejected: write the two other timeout types
@@ -63,7 +63,7 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
 
-use crate::reason::ParseReasonError;
+use crate::failure::reason::ParseReasonError;
 use crate::retry::{BudgetConfig, Jitter, PolicyError, ReasonSet, RetryPolicy};
 
 /// The file formats [`HubConfig`] reads.
@@ -1122,7 +1122,7 @@ impl RawWsc {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reason::{FailureReason, TimeoutKind};
+    use crate::failure::reason::{FailureReason, TimeoutKind};
 
     const SEED_YAML: &str = r#"
 # config.yaml

@@ -20,9 +20,9 @@ use crossbeam_channel::Sender;
 
 use crate::error::SendError;
 use crate::event::ConnId;
+use crate::failure::reason::FailureReason;
 use crate::message::{Message, Payload};
-use crate::reason::FailureReason;
-use crate::timer::TimerKey;
+use crate::util::timer::TimerKey;
 
 /// Names one delivery; stale once its `SendResult` has been produced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

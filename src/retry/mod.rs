@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::reason::{FailureReason, ParseReasonError, TimeoutKind};
+use crate::failure::reason::{FailureReason, ParseReasonError, TimeoutKind};
 
 // ---------------------------------------------------------------------------
 // ReasonSet
