@@ -28,6 +28,11 @@ pub enum SendError {
     Encode(String),
     /// The hub is shutting down and takes no new messages.
     ShuttingDown,
+    /// `max_pending_deliveries` deliveries are already under way.
+    TooManyPending {
+        /// The configured cap.
+        limit: usize,
+    },
 }
 
 impl fmt::Display for SendError {
@@ -43,6 +48,9 @@ impl fmt::Display for SendError {
             }
             SendError::Encode(e) => write!(f, "message could not be encoded: {e}"),
             SendError::ShuttingDown => f.write_str("hub is shutting down"),
+            SendError::TooManyPending { limit } => {
+                write!(f, "{limit} deliveries already pending (max_pending_deliveries)")
+            }
         }
     }
 }

@@ -70,8 +70,30 @@ pub struct Stats {
     pub offline_stored: u64,
     /// Offline messages replayed on reconnect.
     pub offline_replayed: u64,
-    /// Offline messages dropped because a user's offline queue was full.
+    /// Offline messages dropped unreplayed (evicted or expired).
     pub offline_dropped: u64,
+    /// Offline messages evicted by a cap (per user, hub-wide count or bytes).
+    pub offline_evicted: u64,
+    /// Offline messages that outlived `offline_ttl`.
+    pub offline_expired: u64,
+    /// Offline messages held now.
+    pub offline_held: u64,
+    /// Bytes of offline messages held now.
+    pub offline_bytes: u64,
+    /// With-retry deliveries that waited in a connection's backlog for ring
+    /// space or ACK window (back-pressure, not failure).
+    pub backlog_waits: u64,
+    /// Of those, the ones that waited for the ACK window (`max_inflight_acks`).
+    pub inflight_window_full: u64,
+    /// `require_ack` frames queued or written and not yet ACKed now.
+    pub acks_in_flight: u64,
+    /// ACKs that matched no message in flight on their connection.
+    pub unknown_acks: u64,
+    /// Deliveries refused because `max_pending_deliveries` were under way.
+    pub pending_cap_refusals: u64,
+    /// Messages refused because the same id was already in flight to the
+    /// device (client-chosen ids only).
+    pub duplicate_ids: u64,
     /// Queued frames failed because their connection closed.
     pub dropped_on_close: u64,
     /// Inbound messages answered with a validation error.

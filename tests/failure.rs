@@ -419,6 +419,9 @@ fn full_ring_is_queue_full_for_the_caller_and_the_handlers_and_retries_back_off(
     c.retry.jitter = wshub::retry::Jitter::None;
     c.send_timeout = Duration::from_secs(30);
     c.max_message_size = 64 * 1024;
+    // No backlog: a full ring is `queue_full` at once (the backlog, which
+    // would make it wait instead, has tests of its own in delivery.rs).
+    c.pending_per_conn = 0;
     let (hub, seen) = start::<4>(c);
     let _stuck = RawClient::upgrade(hub.addr, "user_id=slow");
     let mut healthy = connect(hub.addr, "user_id=fast");

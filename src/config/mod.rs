@@ -197,6 +197,20 @@ pub struct HubConfig {
     pub command_queue_capacity: usize,
     /// Messages kept per offline user for replay on reconnect; 0 disables it.
     pub offline_queue_per_user: usize,
+    /// Keep client-chosen message ids (go-wsc clients that need that).
+    pub trust_client_message_ids: bool,
+    /// `require_ack` frames in flight per connection.
+    pub max_inflight_acks: usize,
+    /// Bytes of with-retry deliveries waiting for ring space per connection.
+    pub pending_per_conn: usize,
+    /// Deliveries not yet final, hub-wide.
+    pub max_pending_deliveries: usize,
+    /// Offline messages kept hub-wide.
+    pub offline_max_messages: usize,
+    /// Offline bytes kept hub-wide.
+    pub offline_max_bytes: usize,
+    /// How long an offline message is kept.
+    pub offline_ttl: Duration,
     /// Address the hub listens on.
     pub listen: SocketAddr,
     /// HTTP path of the WebSocket endpoint; `*` upgrades on any path (plain
@@ -224,6 +238,13 @@ impl Default for HubConfig {
             handler_queue_capacity: 1024,
             command_queue_capacity: 4096,
             offline_queue_per_user: 0,
+            trust_client_message_ids: false,
+            max_inflight_acks: 256,
+            pending_per_conn: 1 << 20,
+            max_pending_deliveries: 65_536,
+            offline_max_messages: 100_000,
+            offline_max_bytes: 64 << 20,
+            offline_ttl: Duration::from_secs(24 * 3600),
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             ws_path: "/ws".to_owned(),
             health: HealthConfig::default(),

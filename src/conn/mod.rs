@@ -15,7 +15,6 @@ use mio::net::TcpStream;
 
 use crate::auth::Identity;
 use crate::conn::outbox::Outbox;
-use crate::delivery::Tag;
 use crate::event::{ConnId, DisconnectReason};
 use crate::util::timer::TimerKey;
 use crate::ws::codec::Decoder;
@@ -62,8 +61,6 @@ pub(crate) struct Conn<const Q: usize> {
     /// Last time any byte arrived, for the idle timeout.
     pub last_seen: Instant,
     pub timers: ConnTimers,
-    /// Written `require_ack` frames this device has not ACKed yet.
-    pub awaiting_acks: Vec<Tag>,
     /// Listed in the hub's dirty list: has frames to flush this turn.
     pub dirty: bool,
     /// The socket returned WouldBlock on write: wait for writable readiness.
@@ -72,15 +69,6 @@ pub(crate) struct Conn<const Q: usize> {
     pub write_interest: bool,
     /// We stopped reading before WouldBlock (fairness): listed for another turn.
     pub read_pending: bool,
-}
-
-/// The connection `id` names, unless it has closed (its slot may hold a
-/// newer one). A free function so that it borrows only the slab.
-pub(crate) fn live<const Q: usize>(
-    conns: &mut slab::Slab<Conn<Q>>,
-    id: ConnId,
-) -> Option<&mut Conn<Q>> {
-    conns.get_mut(id.index()).filter(|c| c.id == id)
 }
 
 impl<const Q: usize> Conn<Q> {

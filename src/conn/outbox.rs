@@ -89,6 +89,15 @@ impl<const Q: usize> Outbox<Q> {
         self.data.push_back(out)
     }
 
+    /// Data frames the ring can still take (none once closing).
+    pub fn free(&self) -> usize {
+        if self.close.is_some() {
+            0
+        } else {
+            Q - self.data.len()
+        }
+    }
+
     /// Queues a control frame (pong, ping); false when the control lane is full.
     ///
     /// On a full lane a pong replaces the newest waiting pong (unless that one

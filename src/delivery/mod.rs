@@ -8,21 +8,32 @@
 //! ends when every device it targeted has taken or failed it; failed devices
 //! are retried after the policy's backoff, waiting in the timing wheel.
 //!
-//! Records live in a table whose slots, and their vectors, are reused: after
-//! warm-up a delivery that succeeds first time allocates nothing.
+//! The engine that runs them is a sans-IO state machine ([`engine`]): the
+//! hub feeds it events and it answers through the rings and the failure
+//! handlers. Its records live in a table whose slots, and their vectors, are
+//! reused: after warm-up a delivery allocates nothing on the hub thread.
+
+mod acks;
+pub(crate) mod engine;
+pub(crate) mod ids;
+mod lanes;
+mod offline;
+mod record;
+#[cfg(test)]
+mod tests;
+
+pub(crate) use engine::{Engine, EngineConfig, Net};
+pub(crate) use record::{Tag, Waiter};
 
 use std::fmt;
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
-use crossbeam_channel::Sender;
 
 use crate::error::SendError;
-use crate::event::ConnId;
 use crate::failure::reason::FailureReason;
 use crate::message::{Message, Payload};
-use crate::util::timer::TimerKey;
 
 /// Names one delivery; stale once its `SendResult` has been produced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -31,6 +42,15 @@ pub struct DeliveryId {
     // Never zero, so that `Option<Tag>` in every ring entry costs no extra
     // word (the niche holds `None`).
     pub(crate) generation: NonZeroU32,
+}
+
+impl DeliveryId {
+    /// Names no delivery: the id results carry for a stored offline message
+    /// that expired or was evicted (its delivery ended long before).
+    pub const NONE: DeliveryId = DeliveryId {
+        index: u32::MAX,
+        generation: NonZeroU32::MAX,
+    };
 }
 
 impl fmt::Display for DeliveryId {
@@ -72,6 +92,15 @@ pub struct SendResult {
     pub total_time: Duration,
     /// Why it finally failed.
     pub final_error: Option<FailureReason>,
+    /// The message's `message_id` (hub-assigned unless the sender set one).
+    pub message_id: Option<Arc<str>>,
+    /// The user was offline and the offline store kept the message: it is
+    /// replayed when the user connects, and that replay's own result (or
+    /// its expiry or eviction) reaches the result callback later.
+    pub stored_offline: bool,
+    /// This result is of a stored offline message (its replay, expiry or
+    /// eviction), not of the send that stored it.
+    pub replayed: bool,
 }
 
 impl SendResult {
@@ -84,12 +113,15 @@ impl SendResult {
         }
     }
 
-    fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.success = false;
         self.attempts.clear();
         self.total_retries = 0;
         self.total_time = Duration::ZERO;
         self.final_error = None;
+        self.message_id = None;
+        self.stored_offline = false;
+        self.replayed = false;
     }
 }
 
@@ -105,16 +137,45 @@ impl SendResult {
 pub struct Envelope {
     pub(crate) message: Arc<Message>,
     pub(crate) payload: Payload,
+    pub(crate) id: Arc<str>,
 }
 
 impl Envelope {
-    /// Encodes `message` as a JSON text frame.
-    pub fn new(message: Message) -> Result<Envelope, SendError> {
+    /// Encodes `message` as a JSON text frame. A message without a
+    /// `message_id` gets a fresh one (unique, not guessable), so that its
+    /// receivers can ACK it.
+    pub fn new(mut message: Message) -> Result<Envelope, SendError> {
+        if message.message_id.is_empty() {
+            message.message_id = ids::new_message_id();
+        }
         let payload = Payload::json(&message).map_err(|e| SendError::Encode(e.to_string()))?;
         Ok(Envelope {
+            id: Arc::from(message.message_id.as_str()),
             message: Arc::new(message),
             payload,
         })
+    }
+
+    /// The message's id.
+    pub fn message_id(&self) -> &str {
+        &self.id
+    }
+
+    /// The same message marked as replayed from the offline store.
+    pub(crate) fn for_offline(self) -> Envelope {
+        if self.message.source == "offline" {
+            return self;
+        }
+        let mut m = (*self.message).clone();
+        m.source = "offline".to_owned();
+        match Payload::json(&m) {
+            Ok(payload) => Envelope {
+                message: Arc::new(m),
+                payload,
+                id: self.id,
+            },
+            Err(_) => self,
+        }
     }
 
     /// The message.
@@ -128,170 +189,27 @@ impl Envelope {
     }
 }
 
-/// Links a queued frame to its delivery and target device.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Tag {
-    pub delivery: DeliveryId,
-    pub target: u16,
-}
 
-/// Where one device stands in the current attempt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum TargetState {
-    /// In the device's ring.
-    Queued,
-    /// Written; waiting for the device's ACK.
-    AwaitingAck,
-    /// The device has it.
-    Taken,
-    /// This attempt failed for the device.
-    Failed(FailureReason),
-}
-
-#[derive(Debug)]
-pub(crate) struct DeliveryTarget {
-    pub key: usize,
-    pub conn: ConnId,
-    pub client_id: Arc<str>,
-    pub state: TargetState,
-    pub ack_timer: Option<TimerKey>,
-}
-
-/// Who waits for the result.
-pub(crate) enum Waiter {
-    /// The hub's result callback (or nobody).
-    Loop,
-    /// A thread blocked in `PendingSend::wait`.
-    Thread(Sender<SendResult>),
-}
-
-pub(crate) struct Delivery {
-    pub generation: u32,
-    pub envelope: Option<Envelope>,
-    pub user: Option<Arc<str>>,
-    pub require_ack: bool,
-    pub targets: Vec<DeliveryTarget>,
-    /// Client ids of the devices that took the message in earlier attempts.
-    pub taken: Vec<Arc<str>>,
-    pub started: Instant,
-    pub attempt_started: Instant,
-    pub attempt_started_wall: SystemTime,
-    pub result: SendResult,
-    pub waiter: Waiter,
-    pub retry_timer: Option<TimerKey>,
-}
-
-impl Delivery {
-    fn empty(generation: u32, now: Instant) -> Delivery {
-        Delivery {
-            generation,
-            envelope: None,
-            user: None,
-            require_ack: false,
-            targets: Vec::new(),
-            taken: Vec::new(),
-            started: now,
-            attempt_started: now,
-            attempt_started_wall: SystemTime::UNIX_EPOCH,
-            result: SendResult::default(),
-            waiter: Waiter::Loop,
-            retry_timer: None,
-        }
+impl SendResult {
+    /// The result a waiter gets when the hub stopped before answering.
+    pub(crate) fn hub_gone() -> SendResult {
+        SendResult::refused(&SendError::ShuttingDown)
     }
 
-    /// Devices still to hear from in this attempt.
-    pub fn outstanding(&self) -> usize {
-        self.targets
-            .iter()
-            .filter(|t| matches!(t.state, TargetState::Queued | TargetState::AwaitingAck))
-            .count()
-    }
-
-    pub fn message(&self) -> Option<&Arc<Message>> {
-        self.envelope.as_ref().map(|e| &e.message)
-    }
-}
-
-/// The delivery records. Slots are reused with their vectors' capacity, so
-/// steady-state deliveries do not allocate.
-pub(crate) struct DeliveryTable {
-    slots: Vec<Delivery>,
-    free: Vec<u32>,
-    active: usize,
-}
-
-impl DeliveryTable {
-    pub fn new() -> DeliveryTable {
-        DeliveryTable {
-            slots: Vec::new(),
-            free: Vec::new(),
-            active: 0,
-        }
-    }
-
-    /// Takes a free record (growing the table when none is free).
-    pub fn open(&mut self, now: Instant, envelope: Envelope) -> DeliveryId {
-        let index = match self.free.pop() {
-            Some(i) => i,
-            None => {
-                self.slots.push(Delivery::empty(0, now));
-                (self.slots.len() - 1) as u32
-            }
+    /// The result of a delivery that could not start (no attempt made).
+    pub(crate) fn refused(why: &SendError) -> SendResult {
+        let reason = match why {
+            SendError::MessageTooLarge { .. } => FailureReason::MessageTooLarge,
+            SendError::Encode(_) => FailureReason::Validation,
+            SendError::UserOffline => FailureReason::UserOffline,
+            SendError::QueueFull { .. } => FailureReason::QueueFull,
+            SendError::TooManyPending { .. } => FailureReason::RateLimited,
+            SendError::NoSuchClient | SendError::ShuttingDown => FailureReason::ChannelClosed,
         };
-        let d = &mut self.slots[index as usize];
-        d.generation = d.generation.wrapping_add(1).max(1);
-        d.started = now;
-        d.envelope = Some(envelope);
-        d.result.reset();
-        self.active += 1;
-        DeliveryId {
-            index,
-            generation: NonZeroU32::new(d.generation).unwrap_or(NonZeroU32::MIN),
+        SendResult {
+            success: false,
+            final_error: Some(reason),
+            ..SendResult::default()
         }
-    }
-
-    pub fn get(&self, id: DeliveryId) -> Option<&Delivery> {
-        self.slots
-            .get(id.index as usize)
-            .filter(|d| d.generation == id.generation.get() && d.envelope.is_some())
-    }
-
-    pub fn get_mut(&mut self, id: DeliveryId) -> Option<&mut Delivery> {
-        self.slots
-            .get_mut(id.index as usize)
-            .filter(|d| d.generation == id.generation.get() && d.envelope.is_some())
-    }
-
-    /// Frees a record, keeping its vectors' capacity.
-    pub fn close(&mut self, id: DeliveryId) {
-        let Some(d) = self.get_mut(id) else { return };
-        d.envelope = None;
-        d.user = None;
-        d.targets.clear();
-        d.taken.clear();
-        d.waiter = Waiter::Loop;
-        d.retry_timer = None;
-        d.generation = d.generation.wrapping_add(1);
-        self.free.push(id.index);
-        self.active -= 1;
-    }
-
-    /// Deliveries not yet final.
-    pub fn active(&self) -> usize {
-        self.active
-    }
-
-    /// The ids of every delivery not yet final.
-    pub fn active_ids(&self) -> impl Iterator<Item = DeliveryId> + '_ {
-        self.slots
-            .iter()
-            .enumerate()
-            .filter(|(_, d)| d.envelope.is_some())
-            .filter_map(|(i, d)| {
-                Some(DeliveryId {
-                    index: i as u32,
-                    generation: NonZeroU32::new(d.generation)?,
-                })
-            })
     }
 }

@@ -141,8 +141,14 @@ pub enum FailureReason {
     AuthenticationFailed,
     /// The encoded message exceeds `max_message_size`.
     MessageTooLarge,
-    /// A rate limit rejected the message.
+    /// A rate limit or a cap (such as `max_pending_deliveries`) rejected
+    /// the message.
     RateLimited,
+    /// The offline store kept the message, then dropped it for a newer one
+    /// (a per-user or hub-wide cap).
+    OfflineEvicted,
+    /// The offline store kept the message past `offline_ttl`.
+    OfflineExpired,
 }
 
 /// Names accepted by [`TimeoutKind::from_str`], for error messages.
@@ -158,7 +164,7 @@ impl FailureReason {
     /// # use wshub::reason::FailureReason;
     /// assert!(FailureReason::ALL.contains(&FailureReason::RateLimited));
     /// ```
-    pub const ALL: [FailureReason; 13] = [
+    pub const ALL: [FailureReason; 15] = [
         FailureReason::QueueFull,
         FailureReason::UserOffline,
         FailureReason::Timeout(TimeoutKind::Ack),
@@ -172,6 +178,8 @@ impl FailureReason {
         FailureReason::AuthenticationFailed,
         FailureReason::MessageTooLarge,
         FailureReason::RateLimited,
+        FailureReason::OfflineEvicted,
+        FailureReason::OfflineExpired,
     ];
 
     /// Every name [`FailureReason::from_str`] accepts (the values of
@@ -181,7 +189,7 @@ impl FailureReason {
     /// # use wshub::reason::FailureReason;
     /// assert_eq!(FailureReason::NAMES[0], "queue_full");
     /// ```
-    pub const NAMES: [&'static str; 13] = [
+    pub const NAMES: [&'static str; 15] = [
         "queue_full",
         "user_offline",
         "ack_timeout",
@@ -195,6 +203,8 @@ impl FailureReason {
         "authentication_failed",
         "message_too_large",
         "rate_limited",
+        "offline_evicted",
+        "offline_expired",
     ];
 
     /// Every name a classification list in the config may use: the
@@ -205,7 +215,7 @@ impl FailureReason {
     /// # use wshub::reason::FailureReason;
     /// assert!(FailureReason::CLASSIFICATION_NAMES.contains(&"timeout"));
     /// ```
-    pub const CLASSIFICATION_NAMES: [&'static str; 14] = [
+    pub const CLASSIFICATION_NAMES: [&'static str; 16] = [
         "queue_full",
         "user_offline",
         "timeout",
@@ -220,6 +230,8 @@ impl FailureReason {
         "authentication_failed",
         "message_too_large",
         "rate_limited",
+        "offline_evicted",
+        "offline_expired",
     ];
 
     /// The seed's reason string; all timeouts map to `"timeout"`.
@@ -242,6 +254,8 @@ impl FailureReason {
             FailureReason::AuthenticationFailed => "authentication_failed",
             FailureReason::MessageTooLarge => "message_too_large",
             FailureReason::RateLimited => "rate_limited",
+            FailureReason::OfflineEvicted => "offline_evicted",
+            FailureReason::OfflineExpired => "offline_expired",
         }
     }
 
@@ -290,6 +304,8 @@ impl FailureReason {
             FailureReason::AuthenticationFailed => 10,
             FailureReason::MessageTooLarge => 11,
             FailureReason::RateLimited => 12,
+            FailureReason::OfflineEvicted => 13,
+            FailureReason::OfflineExpired => 14,
         }
     }
 }
@@ -442,6 +458,8 @@ mod tests {
             (FailureReason::AuthenticationFailed, "authentication_failed"),
             (FailureReason::MessageTooLarge, "message_too_large"),
             (FailureReason::RateLimited, "rate_limited"),
+            (FailureReason::OfflineEvicted, "offline_evicted"),
+            (FailureReason::OfflineExpired, "offline_expired"),
         ];
         for (r, s) in seed {
             assert_eq!(r.as_str(), s);

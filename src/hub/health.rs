@@ -50,7 +50,14 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
             for (name, value) in obj {
                 let kind = if matches!(
                     name.as_str(),
-                    "connections" | "users" | "queued" | "pending_deliveries" | "handler_backlog"
+                    "connections"
+                        | "users"
+                        | "queued"
+                        | "pending_deliveries"
+                        | "handler_backlog"
+                        | "offline_held"
+                        | "offline_bytes"
+                        | "acks_in_flight"
                 ) {
                     "gauge"
                 } else {

@@ -47,8 +47,8 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
                     self.stats.accept_errors += 1;
                     log::warn!("accept failed: {e}; retrying in {ACCEPT_RETRY:?}");
                     self.accept_paused = true;
-                    self.timers
-                        .insert(self.now + ACCEPT_RETRY, TimerEvent::AcceptRetry);
+                    self.net.timers
+                        .insert(self.net.now + ACCEPT_RETRY, TimerEvent::AcceptRetry);
                 }
             }
         }
@@ -56,7 +56,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
 
     fn admit(&mut self, mut stream: TcpStream, peer: SocketAddr) {
         self.stats.accepted += 1;
-        if self.conns.len() >= super::slot_limit(self.config.max_connections) {
+        if self.net.conns.len() >= super::slot_limit(self.config.max_connections) {
             // Not even room to read the request: answer blind and drop.
             self.stats.refused_full += 1;
             let _ = stream.read(&mut self.scratch);
@@ -68,7 +68,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
             return;
         }
         let _ = stream.set_nodelay(true);
-        let entry = self.conns.vacant_entry();
+        let entry = self.net.conns.vacant_entry();
         let key = entry.key();
         // Readable only: writable interest is added while a write is
         // blocked. Registered for both, every ACK that frees socket space
@@ -86,8 +86,8 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
             index: key as u32,
             generation: self.next_generation,
         };
-        let deadline = self.now + self.config.handshake_timeout;
-        let phase_timer = self.timers.insert(deadline, TimerEvent::Phase(id));
+        let deadline = self.net.now + self.config.handshake_timeout;
+        let phase_timer = self.net.timers.insert(deadline, TimerEvent::Phase(id));
         entry.insert(Conn {
             stream,
             id,
@@ -101,12 +101,11 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
                 max_message_size: self.config.max_message_size,
             }),
             outbox: Outbox::new(),
-            last_seen: self.now,
+            last_seen: self.net.now,
             timers: ConnTimers {
                 phase: Some(phase_timer),
                 ..ConnTimers::default()
             },
-            awaiting_acks: Vec::new(),
             dirty: false,
             write_blocked: false,
             write_interest: false,
@@ -116,7 +115,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
     }
 
     pub(super) fn conn_ready(&mut self, key: usize, readable: bool, writable: bool) {
-        let Some(conn) = self.conns.get_mut(key) else {
+        let Some(conn) = self.net.conns.get_mut(key) else {
             return;
         };
         if writable && conn.write_blocked {
@@ -136,7 +135,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
         let spare = std::mem::take(&mut self.read_spare);
         let mut pending = std::mem::replace(&mut self.read_again, spare);
         for &key in &pending {
-            if let Some(conn) = self.conns.get_mut(key) {
+            if let Some(conn) = self.net.conns.get_mut(key) {
                 conn.read_pending = false;
                 self.read_conn(key);
             }
@@ -148,7 +147,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
     fn read_conn(&mut self, key: usize) {
         let mut budget = READ_BUDGET;
         loop {
-            let Some(conn) = self.conns.get_mut(key) else {
+            let Some(conn) = self.net.conns.get_mut(key) else {
                 return;
             };
             if conn.read_pending {
@@ -174,11 +173,11 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
                     return;
                 }
                 Ok(n) => {
-                    conn.last_seen = self.now;
+                    conn.last_seen = self.net.now;
                     self.on_bytes(key, n);
                     budget = budget.saturating_sub(n);
                     if budget == 0 {
-                        if let Some(conn) = self.conns.get_mut(key) {
+                        if let Some(conn) = self.net.conns.get_mut(key) {
                             conn.read_pending = true;
                             self.read_again.push(key);
                         }
@@ -197,7 +196,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
 
     /// `n` fresh bytes of connection `key` are at the start of the scratch buffer.
     fn on_bytes(&mut self, key: usize, n: usize) {
-        let conn = &mut self.conns[key];
+        let conn = &mut self.net.conns[key];
         match &mut conn.phase {
             Phase::Handshake { head } => {
                 head.extend_from_slice(&self.scratch[..n]);
@@ -214,7 +213,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
     }
 
     fn on_request_bytes(&mut self, key: usize) {
-        let conn = &mut self.conns[key];
+        let conn = &mut self.net.conns[key];
         let Phase::Handshake { head } = &mut conn.phase else {
             return;
         };
@@ -263,7 +262,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
     fn on_upgrade(&mut self, key: usize, req: &Request, early: Vec<u8>) {
         let refuse = |hub: &mut Self, status: u16, why: &str| {
             hub.stats.rejected += 1;
-            log::debug!("{}: upgrade refused: {status} {why}", hub.conns[key].id);
+            log::debug!("{}: upgrade refused: {status} {why}", hub.net.conns[key].id);
             hub.respond(key, status, "text/plain; charset=utf-8", why.as_bytes());
         };
         if self.config.ws_path != "*" && req.path != self.config.ws_path {
@@ -276,20 +275,20 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
         if self.lifecycle != Lifecycle::Running {
             return refuse(self, 503, "hub is shutting down");
         }
-        if self.registry.connections() >= self.config.max_connections {
+        if self.net.registry.connections() >= self.config.max_connections {
             return refuse(self, 503, "hub is full");
         }
         let mut identity = match self.auth.authenticate(req) {
             Ok(id) => id,
             Err(r) => return refuse(self, r.status, &r.message),
         };
-        let id = self.conns[key].id;
+        let id = self.net.conns[key].id;
         if identity.client_id.is_empty() {
             identity.client_id = format!("c{}", id.generation).into();
         }
-        let replaced = self.registry.device(&identity.user_id, &identity.client_id);
+        let replaced = self.net.registry.device(&identity.user_id, &identity.client_id);
         let others =
-            self.registry.devices(&identity.user_id).len() - usize::from(replaced.is_some());
+            self.net.registry.devices(&identity.user_id).len() - usize::from(replaced.is_some());
         if others >= self.config.max_connections_per_user {
             return refuse(self, 503, "too many connections for this user");
         }
@@ -303,20 +302,20 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
 
         let mut resp = Vec::with_capacity(160);
         http::write_switching_protocols(&mut resp, &accept);
-        let conn = &mut self.conns[key];
+        let conn = &mut self.net.conns[key];
         conn.outbox.push_control(Payload::raw(resp));
         conn.phase = Phase::Open;
         conn.identity = Some(identity.clone());
         if let Some(t) = conn.timers.phase.take() {
-            self.timers.cancel(t);
+            self.net.timers.cancel(t);
         }
-        let idle_at = self.now + self.config.client_timeout;
-        conn.timers.idle = Some(self.timers.insert(idle_at, TimerEvent::Idle(id)));
+        let idle_at = self.net.now + self.config.client_timeout;
+        conn.timers.idle = Some(self.net.timers.insert(idle_at, TimerEvent::Idle(id)));
         if !self.config.heartbeat_interval.is_zero() {
-            let ping_at = self.now + self.config.heartbeat_interval;
-            conn.timers.heartbeat = Some(self.timers.insert(ping_at, TimerEvent::Heartbeat(id)));
+            let ping_at = self.net.now + self.config.heartbeat_interval;
+            conn.timers.heartbeat = Some(self.net.timers.insert(ping_at, TimerEvent::Heartbeat(id)));
         }
-        self.registry
+        self.net.registry
             .insert(&identity.user_id, &identity.client_id, key);
         self.stats.upgraded += 1;
         log::debug!(
@@ -327,8 +326,10 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
         let user = identity.user_id.clone();
         self.events
             .push_back(HubEvent::Connected { conn: id, identity });
-        self.replay_offline(key, &user);
-        self.mark_dirty(key);
+        self.engine.conn_opened(id);
+        self.engine
+            .user_connected(self.net.now, &user, &mut self.net);
+        self.net.mark_dirty(key);
         if !early.is_empty() {
             // Frames the client sent before seeing our 101.
             let n = early.len().min(self.scratch.len());
@@ -340,17 +341,16 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
     /// Decodes the frames in `scratch[..n]` for connection `key`.
     fn on_frames(&mut self, key: usize, n: usize) {
         let Hub {
-            conns,
+            net,
             scratch,
             events,
             stats,
-            dirty,
             config,
             json_protocol,
             acks,
             ..
         } = self;
-        let conn = &mut conns[key];
+        let conn = &mut net.conns[key];
         let Conn {
             decoder,
             outbox,
@@ -406,7 +406,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
                             }
                         }
                         Ok(msg) if msg.message_type == kind::ACK => {
-                            acks.push((key, msg.message_id));
+                            acks.push((*id, msg.message_id));
                         }
                         Ok(mut msg) => {
                             msg.sender = identity.user_id.to_string();
@@ -451,10 +451,12 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
         drop(feed);
         if outbox.has_pending() && !*conn_dirty {
             *conn_dirty = true;
-            dirty.push(key);
+            net.dirty.push(key);
         }
-        while let Some((k, message_id)) = self.acks.pop() {
-            self.on_ack(k, &message_id);
+        // ACKs count while the connection closes too: until it is gone.
+        let now = self.net.now;
+        for (conn, message_id) in self.acks.drain(..) {
+            self.engine.acked(now, conn, &message_id, &mut self.net);
         }
         match after {
             After::Nothing => {}
@@ -473,7 +475,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
     }
 
     fn on_peer_close(&mut self, key: usize, code: u16) {
-        let conn = &mut self.conns[key];
+        let conn = &mut self.net.conns[key];
         match conn.phase {
             // We closed first and this is the reply: the handshake is done.
             Phase::Closing { reason, .. } if conn.outbox.close_sent() => {
@@ -495,7 +497,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
                     CloseWhen::Now,
                 );
                 if let Some(Phase::Closing { peer_closed, .. }) =
-                    self.conns.get_mut(key).map(|c| &mut c.phase)
+                    self.net.conns.get_mut(key).map(|c| &mut c.phase)
                 {
                     *peer_closed = true;
                 }
@@ -507,14 +509,14 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
     fn respond(&mut self, key: usize, status: u16, content_type: &str, body: &[u8]) {
         let mut resp = Vec::with_capacity(128 + body.len());
         http::write_response(&mut resp, status, content_type, body, &[]);
-        let conn = &mut self.conns[key];
+        let conn = &mut self.net.conns[key];
         conn.outbox.close(Payload::raw(resp), CloseWhen::Now);
         conn.phase = Phase::Closing {
             reason: None,
             peer_closed: false,
         };
         self.rearm_phase_timer(key, CLOSE_LINGER);
-        self.mark_dirty(key);
+        self.net.mark_dirty(key);
     }
 
     /// Closes an open connection with a close frame (`when` decides whether
@@ -527,7 +529,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
         why: &str,
         when: CloseWhen,
     ) {
-        let Some(conn) = self.conns.get_mut(key) else {
+        let Some(conn) = self.net.conns.get_mut(key) else {
             return;
         };
         match conn.phase {
@@ -551,21 +553,24 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
         // A closing connection is no longer a device of its user: sends and
         // retries skip it, and it no longer counts against the limits.
         if let Some(identity) = &conn.identity {
-            self.registry.remove(&identity.user_id, key);
+            self.net.registry.remove(&identity.user_id, key);
         }
+        let id = conn.id;
+        self.engine
+            .conn_closing(self.net.now, id, super::deliver::failure_of(reason), &mut self.net);
         let linger = if when == CloseWhen::AfterData {
             self.config.shutdown_timeout.max(CLOSE_LINGER)
         } else {
             CLOSE_LINGER
         };
         self.rearm_phase_timer(key, linger);
-        self.mark_dirty(key);
+        self.net.mark_dirty(key);
     }
 
     /// Kicks a connection: a `kick_out` notice that overtakes queued data,
     /// then close 1000.
     pub(super) fn kick_key(&mut self, key: usize, why: &str, reason: DisconnectReason) {
-        let Some(conn) = self.conns.get_mut(key) else {
+        let Some(conn) = self.net.conns.get_mut(key) else {
             return;
         };
         if conn.is_open() && self.json_protocol {
@@ -580,26 +585,17 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
     }
 
     fn rearm_phase_timer(&mut self, key: usize, after: Duration) {
-        let conn = &mut self.conns[key];
+        let conn = &mut self.net.conns[key];
         if let Some(t) = conn.timers.phase.take() {
-            self.timers.cancel(t);
+            self.net.timers.cancel(t);
         }
-        let at: Instant = self.now + after;
-        conn.timers.phase = Some(self.timers.insert(at, TimerEvent::Phase(conn.id)));
-    }
-
-    pub(super) fn mark_dirty(&mut self, key: usize) {
-        if let Some(conn) = self.conns.get_mut(key)
-            && !conn.dirty
-        {
-            conn.dirty = true;
-            self.dirty.push(key);
-        }
+        let at: Instant = self.net.now + after;
+        conn.timers.phase = Some(self.net.timers.insert(at, TimerEvent::Phase(conn.id)));
     }
 
     pub(super) fn flush_dirty(&mut self) {
-        while let Some(key) = self.dirty.pop() {
-            if let Some(conn) = self.conns.get_mut(key) {
+        while let Some(key) = self.net.dirty.pop() {
+            if let Some(conn) = self.net.conns.get_mut(key) {
                 conn.dirty = false;
                 self.flush_conn(key);
             }
@@ -607,7 +603,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
     }
 
     fn flush_conn(&mut self, key: usize) {
-        let Some(conn) = self.conns.get_mut(key) else {
+        let Some(conn) = self.net.conns.get_mut(key) else {
             return;
         };
         if conn.write_blocked {
@@ -615,12 +611,14 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
         }
         let mut sent = 0u64;
         let written = &mut self.written;
+        let free_before = conn.outbox.free();
         let result = conn.outbox.flush(&mut conn.stream, &mut |out| {
             sent += 1;
             if let Some(tag) = out.tag {
-                written.push((key, tag));
+                written.push(tag);
             }
         });
+        let (id, freed) = (conn.id, conn.outbox.free() > free_before);
         self.stats.messages_out += sent;
         let interest = match result {
             Ok(Flush::Blocked) => {
@@ -658,12 +656,17 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
             }
         }
         let close_sent = conn.outbox.close_sent();
-        // Settle deliveries after the write: it may start another attempt.
+        // Settle deliveries after the write (it may end an attempt), then
+        // let the backlog into the room the write made.
+        let now = self.net.now;
         for i in 0..self.written.len() {
-            let (k, tag) = self.written[i];
-            self.on_written(k, tag);
+            let tag = self.written[i];
+            self.engine.written(now, tag, &mut self.net);
         }
         self.written.clear();
+        if freed && self.engine.has_backlog(id) {
+            self.engine.ring_space(now, id, &mut self.net);
+        }
         if close_sent {
             self.after_close_sent(key);
         }
@@ -672,7 +675,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
     /// Our last bytes are out: finish now if the peer is done too, otherwise
     /// half-close and wait (linger timer) for its close or EOF.
     fn after_close_sent(&mut self, key: usize) {
-        let conn = &mut self.conns[key];
+        let conn = &mut self.net.conns[key];
         let Phase::Closing {
             reason,
             peer_closed,
@@ -691,21 +694,21 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
     /// Drops a connection now: deregisters it, cancels its timers, and fails
     /// what it still had queued.
     pub(super) fn remove_conn(&mut self, key: usize, reason: DisconnectReason) {
-        if !self.conns.contains(key) {
+        if !self.net.conns.contains(key) {
             return;
         }
-        let mut conn = self.conns.remove(key);
+        let mut conn = self.net.conns.remove(key);
         let _ = self.poll.registry().deregister(&mut conn.stream);
         for t in [conn.timers.phase, conn.timers.idle, conn.timers.heartbeat]
             .into_iter()
             .flatten()
         {
-            self.timers.cancel(t);
+            self.net.timers.cancel(t);
         }
         if conn.dirty
-            && let Some(pos) = self.dirty.iter().position(|&k| k == key)
+            && let Some(pos) = self.net.dirty.iter().position(|&k| k == key)
         {
-            self.dirty.swap_remove(pos);
+            self.net.dirty.swap_remove(pos);
         }
         if conn.read_pending
             && let Some(pos) = self.read_again.iter().position(|&k| k == key)
@@ -713,12 +716,12 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
             self.read_again.swap_remove(pos);
         }
         if let Some(t) = conn.timers.send.take() {
-            self.timers.cancel(t);
+            self.net.timers.cancel(t);
         }
         // Unregister first (if closing has not already): a retry started by
         // the failures below must not pick this connection again.
         if let Some(identity) = &conn.identity {
-            self.registry.remove(&identity.user_id, key);
+            self.net.registry.remove(&identity.user_id, key);
         }
         self.fail_conn_leftovers(&mut conn, reason);
         if let Some(identity) = conn.identity.take() {

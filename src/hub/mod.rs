@@ -8,6 +8,7 @@
 mod deliver;
 mod health;
 mod io;
+mod net;
 mod route;
 mod timers;
 
@@ -20,19 +21,18 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Receiver;
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
-use slab::Slab;
 
 use crate::auth::{Authenticator, Identity, QueryAuthenticator};
 use crate::config::HubConfig;
 use crate::conn::Conn;
-use crate::conn::registry::Registry;
+use crate::delivery::{Engine, EngineConfig};
 use crate::error::BuildError;
 use crate::event::{ConnId, HubEvent};
 use crate::handle::{Command, HubHandle};
 use crate::message::Payload;
 use crate::stats::Stats;
-use crate::util::timer::TimerWheel;
 
+use net::Conns;
 pub use route::Target;
 
 /// Default capacity of each client's outbound ring.
@@ -54,8 +54,6 @@ const CLOSE_LINGER: Duration = Duration::from_secs(2);
 const MAX_HEAD: usize = 8 * 1024;
 /// Events waiting for the host before reading pauses.
 const DEFAULT_EVENT_LIMIT: usize = 4096;
-/// Granularity of the timing wheel.
-const TICK: Duration = Duration::from_millis(10);
 
 /// A static response served for plain `GET`s on the hub's port.
 #[derive(Debug, Clone)]
@@ -75,10 +73,6 @@ pub(crate) enum TimerEvent {
     Idle(ConnId),
     /// Server ping to a connection.
     Heartbeat(ConnId),
-    /// Retry a delivery.
-    Retry(crate::delivery::DeliveryId),
-    /// A written `require_ack` frame was not ACKed in time.
-    AckTimeout(crate::delivery::Tag),
     /// `send_timeout` check of a connection's oldest queued frame.
     SendTimeout(ConnId),
     /// Accepting failed (out of descriptors); try again.
@@ -125,47 +119,49 @@ pub struct Hub<const QUEUE: usize = DEFAULT_QUEUE, const WHEEL: usize = DEFAULT_
     commands: Receiver<Command>,
     handle: HubHandle,
     shutdown_requested: Arc<AtomicBool>,
-    conns: Slab<Conn<QUEUE>>,
-    registry: Registry,
-    timers: TimerWheel<TimerEvent, WHEEL>,
+    /// Connections, registry, connection timers, dirty list, clock.
+    net: Conns<QUEUE, WHEEL>,
+    /// Deliveries with retry, ACKs, back-pressure, the offline store and
+    /// the failure handlers.
+    engine: Engine<WHEEL>,
     config: HubConfig,
     auth: Box<dyn Authenticator>,
     pages: Vec<Page>,
     scratch: Box<[u8]>,
     events: VecDeque<HubEvent>,
-    /// Connections with frames queued since the last flush.
-    dirty: Vec<usize>,
     /// Connections with unread input left over by the read budget.
     read_again: Vec<usize>,
     /// `read_again`'s twin, swapped in while the list is walked.
     read_spare: Vec<usize>,
     next_generation: u32,
+    started: Instant,
     stats: Stats,
     lifecycle: Lifecycle,
     accept_paused: bool,
     ping_frame: Payload,
-    pub(crate) now: Instant,
-    started: Instant,
     /// Text frames are go-wsc JSON messages (else handed over as they are).
     json_protocol: bool,
-    deliveries: crate::delivery::DeliveryTable,
-    pool: crate::failure::FailurePool,
-    budget: crate::retry::RetryBudget,
-    rng: crate::retry::SplitMix64,
     /// Tagged frames written by the last flush, settled right after it.
-    written: Vec<(usize, crate::delivery::Tag)>,
+    written: Vec<crate::delivery::Tag>,
     /// ACKs decoded this turn: (connection, message id).
-    acks: Vec<(usize, String)>,
-    result_callback: Option<ResultCallback>,
-    offline: std::collections::HashMap<Arc<str>, VecDeque<Payload>>,
+    acks: Vec<(ConnId, String)>,
     /// Reused by broadcasts for the keys of the open connections.
     broadcast_keys: Vec<usize>,
     /// Undrained events beyond which the hub stops reading from clients.
     event_limit: usize,
 }
 
-type ResultCallback =
-    Box<dyn FnMut(crate::delivery::DeliveryId, &crate::delivery::SendResult) + Send>;
+impl<const QUEUE: usize, const WHEEL: usize> std::fmt::Debug for Hub<QUEUE, WHEEL> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub")
+            .field("local_addr", &self.local_addr)
+            .field("connections", &self.net.registry.connections())
+            .field("lifecycle", &self.lifecycle)
+            .field("pending_events", &self.events.len())
+            .field("engine", &self.engine)
+            .finish_non_exhaustive()
+    }
+}
 
 /// A [`Hub`] with the default ring capacity and wheel size.
 pub type DefaultHub = Hub;
@@ -202,6 +198,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
         let max = config.max_connections;
         let slots = slot_limit(max);
         let now = Instant::now();
+        let engine = Engine::new(EngineConfig::from_hub(&config), slots, now, seed());
         Ok(Hub {
             poll,
             mio_events: Events::with_capacity(1024),
@@ -210,36 +207,23 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
             commands,
             handle,
             shutdown_requested,
-            conns: Slab::with_capacity(slots),
-            registry: Registry::with_capacity(max),
-            // Each connection holds up to four timers; deliveries add their own.
-            timers: TimerWheel::with_capacity(TICK, now, max * 4 + 1024),
+            net: Conns::new(slots, max, config.send_timeout, now),
+            engine,
             auth: Box::new(QueryAuthenticator),
             pages: Vec::new(),
             scratch: vec![0; SCRATCH].into_boxed_slice(),
             events: VecDeque::with_capacity(64),
-            dirty: Vec::with_capacity(slots),
             read_again: Vec::with_capacity(slots),
             read_spare: Vec::with_capacity(slots),
             next_generation: 0,
+            started: now,
             stats: Stats::default(),
             lifecycle: Lifecycle::Running,
             accept_paused: false,
             ping_frame: Payload::encode(crate::ws::codec::OpCode::Ping, b""),
-            now,
-            started: now,
             json_protocol: true,
-            deliveries: crate::delivery::DeliveryTable::new(),
-            pool: crate::failure::FailurePool::new(
-                config.handler_workers,
-                config.handler_queue_capacity,
-            ),
-            budget: config.retry.new_budget(),
-            rng: crate::retry::SplitMix64::new(seed()),
             written: Vec::with_capacity(64),
             acks: Vec::new(),
-            result_callback: None,
-            offline: std::collections::HashMap::new(),
             broadcast_keys: Vec::with_capacity(max),
             event_limit: DEFAULT_EVENT_LIMIT,
             config,
@@ -310,7 +294,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
 
     /// Open WebSocket connections.
     pub fn connections(&self) -> usize {
-        self.registry.connections()
+        self.net.registry.connections()
     }
 
     /// The identity behind a connection, while it is open.
@@ -321,26 +305,21 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
     /// A snapshot of the counters.
     pub fn stats(&self) -> Stats {
         let mut s = self.stats.clone();
-        s.connections = self.registry.connections() as u64;
-        s.users = self.registry.users() as u64;
-        s.queued = self.conns.iter().map(|(_, c)| c.outbox.len() as u64).sum();
-        s.pending_deliveries = self.deliveries.active() as u64;
-        s.handler_dropped = self.pool.dropped;
-        s.handler_panics = self.pool.counters.panics.load(Ordering::Relaxed);
-        s.handler_handled = self.pool.counters.handled.load(Ordering::Relaxed);
-        s.handler_backlog = self.pool.backlog() as u64;
+        let r = &self.net.registry;
+        s.connections = r.connections() as u64;
+        s.users = r.users() as u64;
+        s.queued = r
+            .keys()
+            .filter_map(|k| self.net.conns.get(k))
+            .map(|c| c.outbox.len() as u64)
+            .sum();
+        self.engine.fill_stats(&mut s);
         s
-    }
-
-    /// The hub's millisecond clock for ring entries (wraps after 49 days;
-    /// only differences are used).
-    pub(crate) fn clock_ms(&self) -> u32 {
-        self.now.saturating_duration_since(self.started).as_millis() as u32
     }
 
     /// Pending timers (heartbeats, timeouts, retries).
     pub fn pending_timers(&self) -> usize {
-        self.timers.len()
+        self.net.timers.len() + self.engine.pending_timers()
     }
 
     /// Whether a shutdown has completed: every connection is gone.
@@ -352,7 +331,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
     /// happen (`None`: until something does). Returns after handling what was
     /// ready; drain [`next_event`](Self::next_event) afterwards.
     pub fn poll(&mut self, timeout: Option<Duration>) -> std::io::Result<()> {
-        self.now = Instant::now();
+        self.net.now = Instant::now();
         self.flush_dirty();
         let timeout = self.poll_timeout(timeout);
         match self.poll.poll(&mut self.mio_events, timeout) {
@@ -360,7 +339,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
-        self.now = Instant::now();
+        self.net.now = Instant::now();
         // Swap the events out so handlers may borrow the hub mutably; an
         // empty `Events` does not allocate.
         let events = std::mem::replace(&mut self.mio_events, Events::with_capacity(0));
@@ -405,10 +384,11 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
         {
             return Some(Duration::ZERO);
         }
-        let timer = self
-            .timers
-            .next_deadline()
-            .map(|d| d.saturating_duration_since(self.now));
+        let timer = match (self.net.timers.next_deadline(), self.engine.next_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+        .map(|d| d.saturating_duration_since(self.net.now));
         match (requested, timer) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -416,13 +396,14 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
     }
 
     fn conn(&self, id: ConnId) -> Option<&Conn<QUEUE>> {
-        self.conns
+        self.net
+            .conns
             .get(id.index())
             .filter(|c| c.id.generation == id.generation)
     }
 
     fn check_finished(&mut self) {
-        if self.lifecycle == Lifecycle::Draining && self.conns.is_empty() {
+        if self.lifecycle == Lifecycle::Draining && self.net.conns.is_empty() {
             self.lifecycle = Lifecycle::Finished;
             log::info!("hub shut down");
         }
@@ -434,12 +415,12 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
         if self.lifecycle != Lifecycle::Running {
             return;
         }
-        log::info!("hub shutting down: {} connections", self.conns.len());
+        log::info!("hub shutting down: {} connections", self.net.conns.len());
         self.lifecycle = Lifecycle::Draining;
         if let Some(mut l) = self.listener.take() {
             let _ = self.poll.registry().deregister(&mut l);
         }
-        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        let keys: Vec<usize> = self.net.conns.iter().map(|(k, _)| k).collect();
         for key in keys {
             self.close_conn(
                 key,
@@ -449,9 +430,9 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
                 crate::conn::outbox::CloseWhen::AfterData,
             );
         }
-        self.abandon_deliveries();
-        let deadline = self.now + self.config.shutdown_timeout;
-        self.timers.insert(deadline, TimerEvent::ShutdownDeadline);
+        self.engine.shut_down(self.net.now);
+        let deadline = self.net.now + self.config.shutdown_timeout;
+        self.net.timers.insert(deadline, TimerEvent::ShutdownDeadline);
         self.check_finished();
     }
 }

@@ -1,13 +1,12 @@
 //! Routing: from a target to the rings of the connections it names.
 //!
 //! A message is encoded once into a shared [`Payload`]; every recipient's ring
-//! gets a reference-counted clone. Nothing here allocates.
+//! gets a reference-counted clone. Plain sends allocate nothing after warm-up.
 
 use std::sync::Arc;
 
 use super::Hub;
-use crate::conn::outbox::Outbound;
-use crate::delivery::Tag;
+use crate::delivery::Envelope;
 use crate::error::SendError;
 use crate::event::{ConnId, DisconnectReason};
 use crate::failure::Failure;
@@ -81,7 +80,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
             });
         }
         let (mut queued, mut full) = (0, 0);
-        let mut offer = |hub: &mut Self, key: usize| match hub.enqueue(key, payload, None) {
+        let mut offer = |hub: &mut Self, key: usize| match hub.enqueue(key, payload) {
             Ok(()) => queued += 1,
             Err(()) => {
                 full += 1;
@@ -91,20 +90,19 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
         match target {
             Target::User(user) => {
                 // Index loop: `enqueue` needs the hub while devices are read.
-                for i in 0..self.registry.devices(user).len() {
-                    let key = self.registry.devices(user)[i].key;
+                for i in 0..self.net.registry.devices(user).len() {
+                    let key = self.net.registry.devices(user)[i].key;
                     offer(self, key);
                 }
                 if queued + full == 0 {
                     self.report_plain(FailureReason::UserOffline, usize::MAX, Some(user), payload);
-                    let user: Arc<str> = Arc::from(user);
-                    self.store_offline(&user, None, payload);
+                    self.store_plain_offline(user, payload);
                     return Err(SendError::UserOffline);
                 }
             }
-            Target::Device { user, client } => match self.registry.device(user, client) {
+            Target::Device { user, client } => match self.net.registry.device(user, client) {
                 Some(key) => offer(self, key),
-                None if self.registry.devices(user).is_empty() => {
+                None if self.net.registry.devices(user).is_empty() => {
                     self.report_plain(FailureReason::UserOffline, usize::MAX, Some(user), payload);
                     return Err(SendError::UserOffline);
                 }
@@ -120,7 +118,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
                 // reused buffer, so a broadcast does not allocate.
                 let mut keys = std::mem::take(&mut self.broadcast_keys);
                 keys.clear();
-                keys.extend(self.registry.keys());
+                keys.extend(self.net.registry.keys());
                 for &key in &keys {
                     offer(self, key);
                 }
@@ -168,11 +166,11 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
     pub fn kick_user(&mut self, user: &str, reason: &str) -> usize {
         let mut n = 0;
         while let Some(key) = self
-            .registry
+            .net.registry
             .devices(user)
             .iter()
             .map(|d| d.key)
-            .find(|&k| self.conns.get(k).is_some_and(|c| c.is_open()))
+            .find(|&k| self.net.conns.get(k).is_some_and(|c| c.is_open()))
         {
             self.kick_key(key, reason, DisconnectReason::Kicked);
             n += 1;
@@ -180,28 +178,24 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
         n
     }
 
-    /// Queues one frame for connection `key`; a full ring is `Err`.
-    pub(super) fn enqueue(
-        &mut self,
-        key: usize,
-        payload: &Payload,
-        tag: Option<Tag>,
-    ) -> Result<(), ()> {
-        let enqueued = self.clock_ms();
-        let Some(conn) = self.conns.get_mut(key) else {
-            return Err(());
-        };
-        let out = Outbound {
-            payload: payload.clone(),
-            enqueued,
-            tag,
-        };
-        conn.outbox.push(out).map_err(|_| ())?;
-        if conn.timers.send.is_none() {
-            self.arm_send_timer(key);
+    /// Queues one untracked frame for connection `key`; a full ring is `Err`.
+    pub(super) fn enqueue(&mut self, key: usize, payload: &Payload) -> Result<(), ()> {
+        if self.net.enqueue_key(key, payload, None) {
+            Ok(())
+        } else {
+            Err(())
         }
-        self.mark_dirty(key);
-        Ok(())
+    }
+
+    /// Keeps a plain send's message for an offline user (decoded from its
+    /// frame: a cold path, it allocates).
+    fn store_plain_offline(&mut self, user: &str, payload: &Payload) {
+        let Ok(msg) = serde_json::from_slice::<Message>(payload.body()) else {
+            return;
+        };
+        if let Ok(env) = Envelope::new(msg) {
+            self.engine.store_offline(self.net.now, user, env);
+        }
     }
 
     /// Reports a failed plain send: for connection `key`, or for `user`.
@@ -213,7 +207,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
         payload: &Payload,
     ) {
         let identity = self
-            .conns
+            .net.conns
             .get(key)
             .and_then(|c| c.identity.clone().map(|i| (i, c.id)));
         let mut f = match (&identity, user) {
@@ -225,7 +219,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
             f.client_id = Some(i.client_id);
             f.conn = Some(conn);
         }
-        self.report(f);
+        self.engine.report(f);
     }
 
     pub(super) fn run_commands(&mut self) {
@@ -263,7 +257,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
                         self.kick(id, &reason);
                     }
                     Target::Device { user, client } => {
-                        if let Some(key) = self.registry.device(user, client) {
+                        if let Some(key) = self.net.registry.device(user, client) {
                             self.kick_key(key, &reason, DisconnectReason::Kicked);
                         }
                     }

@@ -4,15 +4,17 @@
 
 use super::{Hub, TimerEvent};
 use crate::conn::outbox::CloseWhen;
-use crate::conn::{Phase, live};
+use super::net::live;
+use crate::conn::Phase;
 use crate::event::DisconnectReason;
 
 impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
     pub(super) fn run_timers(&mut self) {
-        while let Some(event) = self.timers.poll(self.now) {
+        self.engine.tick(self.net.now, &mut self.net);
+        while let Some(event) = self.net.timers.poll(self.net.now) {
             match event {
                 TimerEvent::Phase(id) => {
-                    let Some(conn) = live(&mut self.conns, id) else {
+                    let Some(conn) = live(&mut self.net.conns, id) else {
                         continue;
                     };
                     conn.timers.phase = None;
@@ -31,14 +33,14 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
                     self.remove_conn(id.index(), reason);
                 }
                 TimerEvent::Idle(id) => {
-                    let Some(conn) = live(&mut self.conns, id) else {
+                    let Some(conn) = live(&mut self.net.conns, id) else {
                         continue;
                     };
                     conn.timers.idle = None;
                     let deadline = conn.last_seen + self.config.client_timeout;
-                    if deadline > self.now {
+                    if deadline > self.net.now {
                         // Traffic since the timer was set: check again later.
-                        conn.timers.idle = Some(self.timers.insert(deadline, TimerEvent::Idle(id)));
+                        conn.timers.idle = Some(self.net.timers.insert(deadline, TimerEvent::Idle(id)));
                     } else if conn.is_open() {
                         self.stats.idle_timeouts += 1;
                         log::debug!("{id}: idle for {:?}, closing", self.config.client_timeout);
@@ -52,7 +54,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
                     }
                 }
                 TimerEvent::Heartbeat(id) => {
-                    let Some(conn) = live(&mut self.conns, id) else {
+                    let Some(conn) = live(&mut self.net.conns, id) else {
                         continue;
                     };
                     conn.timers.heartbeat = None;
@@ -62,20 +64,18 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
                     if !conn.outbox.push_control(self.ping_frame.clone()) {
                         self.stats.control_dropped += 1;
                     }
-                    let next = self.now + self.config.heartbeat_interval;
+                    let next = self.net.now + self.config.heartbeat_interval;
                     conn.timers.heartbeat =
-                        Some(self.timers.insert(next, TimerEvent::Heartbeat(id)));
-                    self.mark_dirty(id.index());
+                        Some(self.net.timers.insert(next, TimerEvent::Heartbeat(id)));
+                    self.net.mark_dirty(id.index());
                 }
-                TimerEvent::Retry(id) => self.on_retry_timer(id),
-                TimerEvent::AckTimeout(tag) => self.on_ack_timeout(tag),
                 TimerEvent::SendTimeout(id) => self.on_send_timeout(id),
                 TimerEvent::AcceptRetry => {
                     self.accept_paused = false;
                     self.accept();
                 }
                 TimerEvent::ShutdownDeadline => {
-                    let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+                    let keys: Vec<usize> = self.net.conns.iter().map(|(k, _)| k).collect();
                     if !keys.is_empty() {
                         log::warn!("shutdown deadline: dropping {} connection(s)", keys.len());
                     }

@@ -1,0 +1,100 @@
+//! Per-connection delivery state: the backlog of with-retry deliveries
+//! waiting for ring space, and the ACK window.
+//!
+//! A lane exists for every slab slot (sized once, like the slab); it is
+//! bound to a connection while that connection is open or closing. Its
+//! vectors keep their capacity across connections, so a busy slot stops
+//! allocating after warm-up and an idle one holds none.
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use super::record::Tag;
+use crate::event::ConnId;
+
+/// A delivery waiting in a backlog.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Waiting {
+    pub tag: Tag,
+    pub bytes: usize,
+    pub since: Instant,
+    pub require_ack: bool,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Lane {
+    /// The connection this lane serves, while it is open or closing.
+    pub conn: Option<ConnId>,
+    /// No new frames: the connection is closing.
+    pub closing: bool,
+    /// With-retry deliveries waiting, in arrival order.
+    pub backlog: VecDeque<Waiting>,
+    pub backlog_bytes: usize,
+    /// `require_ack` frames queued or written and not yet settled; a
+    /// target records its position here for O(1) removal.
+    pub window: Vec<Tag>,
+}
+
+impl Lane {
+    /// Whether `conn` is this lane's connection.
+    pub fn serves(&self, conn: ConnId) -> bool {
+        self.conn == Some(conn)
+    }
+}
+
+/// The lanes, indexed by slab key.
+#[derive(Debug, Default)]
+pub(crate) struct Lanes {
+    lanes: Vec<Lane>,
+}
+
+impl Lanes {
+    pub fn with_slots(slots: usize) -> Lanes {
+        Lanes {
+            lanes: (0..slots).map(|_| Lane::default()).collect(),
+        }
+    }
+
+    /// Binds slot `conn.index()` to a new connection.
+    pub fn open(&mut self, conn: ConnId) {
+        if let Some(lane) = self.lanes.get_mut(conn.index()) {
+            debug_assert!(lane.backlog.is_empty() && lane.window.is_empty());
+            lane.conn = Some(conn);
+            lane.closing = false;
+        }
+    }
+
+    /// The lane of `conn`, if it is still bound to it.
+    pub fn get_mut(&mut self, conn: ConnId) -> Option<&mut Lane> {
+        self.lanes
+            .get_mut(conn.index())
+            .filter(|lane| lane.serves(conn))
+    }
+
+    pub fn get(&self, conn: ConnId) -> Option<&Lane> {
+        self.lanes.get(conn.index()).filter(|lane| lane.serves(conn))
+    }
+
+    /// Adds `tag` to the window of `conn`; returns its position.
+    pub fn window_push(&mut self, conn: ConnId, tag: Tag) -> Option<u32> {
+        let lane = self.get_mut(conn)?;
+        lane.window.push(tag);
+        Some((lane.window.len() - 1) as u32)
+    }
+
+    /// Removes position `pos` from the window of `conn`. Returns the tag
+    /// that moved into `pos` (its target must learn its new position).
+    pub fn window_remove(&mut self, conn: ConnId, pos: u32) -> Option<Tag> {
+        let lane = self.get_mut(conn)?;
+        let pos = pos as usize;
+        if pos >= lane.window.len() {
+            return None;
+        }
+        lane.window.swap_remove(pos);
+        lane.window.get(pos).copied()
+    }
+
+    pub fn window_len(&self, conn: ConnId) -> usize {
+        self.get(conn).map_or(0, |lane| lane.window.len())
+    }
+}

@@ -1,0 +1,153 @@
+//! The connections as the layers below the loop see them: the slab, the
+//! user/device registry, the connection timers, the dirty list and the
+//! loop's clock. The delivery engine reaches the rings through this (its
+//! [`Net`] view); the loop owns it.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use slab::Slab;
+
+use super::TimerEvent;
+use crate::conn::Conn;
+use crate::conn::outbox::Outbound;
+use crate::conn::registry::Registry;
+use crate::delivery::{Net, Tag};
+use crate::event::ConnId;
+use crate::message::Payload;
+use crate::util::timer::TimerWheel;
+
+/// Granularity of the connection timers' wheel.
+const TICK: Duration = Duration::from_millis(10);
+
+pub(crate) struct Conns<const QUEUE: usize, const WHEEL: usize> {
+    pub conns: Slab<Conn<QUEUE>>,
+    pub registry: Registry,
+    /// Handshake, linger, idle, heartbeat and send-timeout timers.
+    pub timers: TimerWheel<TimerEvent, WHEEL>,
+    /// Connections with frames queued since the last flush.
+    pub dirty: Vec<usize>,
+    /// The loop's clock, read once per turn.
+    pub now: Instant,
+    started: Instant,
+    send_timeout: u32,
+}
+
+impl<const QUEUE: usize, const WHEEL: usize> Conns<QUEUE, WHEEL> {
+    pub fn new(slots: usize, users: usize, send_timeout: Duration, now: Instant) -> Self {
+        Conns {
+            conns: Slab::with_capacity(slots),
+            registry: Registry::with_capacity(users),
+            // Each connection holds up to four timers.
+            timers: TimerWheel::with_capacity(TICK, now, slots * 4 + 64),
+            dirty: Vec::with_capacity(slots),
+            now,
+            started: now,
+            send_timeout: millis(send_timeout),
+        }
+    }
+
+    /// The connection `id` names, unless it has closed (its slot may hold a
+    /// newer one).
+    pub fn live(&mut self, id: ConnId) -> Option<&mut Conn<QUEUE>> {
+        live(&mut self.conns, id)
+    }
+
+    /// The connection `id` names, if it is open.
+    pub fn open(&self, id: ConnId) -> Option<&Conn<QUEUE>> {
+        self.conns
+            .get(id.index())
+            .filter(|c| c.id == id && c.is_open())
+    }
+
+    /// The loop's millisecond clock for ring entries (wraps after 49 days;
+    /// only differences are used).
+    pub fn clock_ms(&self) -> u32 {
+        self.now.saturating_duration_since(self.started).as_millis() as u32
+    }
+
+    /// Lists `key` for the next flush.
+    pub fn mark_dirty(&mut self, key: usize) {
+        if let Some(conn) = self.conns.get_mut(key)
+            && !conn.dirty
+        {
+            conn.dirty = true;
+            self.dirty.push(key);
+        }
+    }
+
+    /// Queues one frame for connection `key`; false when its ring is full.
+    pub fn enqueue_key(&mut self, key: usize, payload: &Payload, tag: Option<Tag>) -> bool {
+        let enqueued = self.clock_ms();
+        let Some(conn) = self.conns.get_mut(key) else {
+            return false;
+        };
+        let out = Outbound {
+            payload: payload.clone(),
+            enqueued,
+            tag,
+        };
+        if conn.outbox.push(out).is_err() {
+            return false;
+        }
+        if conn.timers.send.is_none() {
+            self.arm_send_timer(key);
+        }
+        self.mark_dirty(key);
+        true
+    }
+
+    /// Arms the `send_timeout` check for the oldest waiting frame, if any.
+    pub fn arm_send_timer(&mut self, key: usize) {
+        let now_ms = self.clock_ms();
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if conn.timers.send.is_some() {
+            return;
+        }
+        if let Some(oldest) = conn.outbox.oldest_waiting() {
+            let left = self.send_timeout.saturating_sub(now_ms.wrapping_sub(oldest));
+            let at = self.now + Duration::from_millis(u64::from(left));
+            conn.timers.send = Some(self.timers.insert(at, TimerEvent::SendTimeout(conn.id)));
+        }
+    }
+
+    /// `send_timeout` in the ring clock's milliseconds.
+    pub fn send_timeout_ms(&self) -> u32 {
+        self.send_timeout
+    }
+}
+
+impl<const QUEUE: usize, const WHEEL: usize> Net for Conns<QUEUE, WHEEL> {
+    fn each_device(&self, user: &str, f: &mut dyn FnMut(ConnId, &Arc<str>)) {
+        for dev in self.registry.devices(user) {
+            if let Some(conn) = self.conns.get(dev.key).filter(|c| c.is_open()) {
+                f(conn.id, &dev.client_id);
+            }
+        }
+    }
+
+    fn user_key(&self, user: &str) -> Option<Arc<str>> {
+        self.registry.user_key(user).cloned()
+    }
+
+    fn ring_free(&self, conn: ConnId) -> usize {
+        self.open(conn).map_or(0, |c| c.outbox.free())
+    }
+
+    fn enqueue(&mut self, conn: ConnId, payload: &Payload, tag: Tag) -> bool {
+        self.open(conn).is_some() && self.enqueue_key(conn.index(), payload, Some(tag))
+    }
+}
+
+/// [`Conns::live`] borrowing only the slab, for callers that also use the
+/// wheel or the clock meanwhile.
+pub(crate) fn live<const Q: usize>(conns: &mut Slab<Conn<Q>>, id: ConnId) -> Option<&mut Conn<Q>> {
+    conns.get_mut(id.index()).filter(|c| c.id == id)
+}
+
+/// A duration in whole milliseconds for the ring's 32-bit clock (saturating).
+pub(crate) fn millis(d: Duration) -> u32 {
+    u32::try_from(d.as_millis()).unwrap_or(u32::MAX)
+}
