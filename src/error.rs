@@ -49,7 +49,10 @@ impl fmt::Display for SendError {
             SendError::Encode(e) => write!(f, "message could not be encoded: {e}"),
             SendError::ShuttingDown => f.write_str("hub is shutting down"),
             SendError::TooManyPending { limit } => {
-                write!(f, "{limit} deliveries already pending (max_pending_deliveries)")
+                write!(
+                    f,
+                    "{limit} deliveries already pending (max_pending_deliveries)"
+                )
             }
         }
     }

@@ -511,11 +511,7 @@ impl<const W: usize> Engine<W> {
         self.running = false;
         let ids: Vec<DeliveryId> = self.table.active_ids().collect();
         for id in ids {
-            if self
-                .table
-                .get(id)
-                .is_some_and(|d| d.retry_timer.is_some())
-            {
+            if self.table.get(id).is_some_and(|d| d.retry_timer.is_some()) {
                 self.finalize(now, id, Some(FailureReason::ChannelClosed));
             }
         }
@@ -544,8 +540,7 @@ impl<const W: usize> Engine<W> {
         let only = env.message.receiver_client.as_str();
         let (targets, taken) = (&mut d.targets, &d.taken);
         net.each_device(&user, &mut |conn, client_id| {
-            if (only.is_empty() || &**client_id == only) && !taken.iter().any(|c| c == client_id)
-            {
+            if (only.is_empty() || &**client_id == only) && !taken.iter().any(|c| c == client_id) {
                 targets.push(DeliveryTarget {
                     conn,
                     client_id: client_id.clone(),
@@ -661,7 +656,12 @@ impl<const W: usize> Engine<W> {
                 Some(p) if net.enqueue(conn, &p, w.tag) => self.queued(w.tag, conn, w.require_ack),
                 Some(_) => {
                     // The ring said it had room: only a closed ring refuses.
-                    self.settle(now, w.tag, TargetState::Failed(FailureReason::ConnError), net);
+                    self.settle(
+                        now,
+                        w.tag,
+                        TargetState::Failed(FailureReason::ConnError),
+                        net,
+                    );
                 }
                 None => {}
             }
@@ -877,9 +877,7 @@ impl<const W: usize> Engine<W> {
             }
         }
         let keep = error == Some(FailureReason::UserOffline) && self.offline.enabled();
-        if keep
-            && let (Some(u), Some(env)) = (&user, d.envelope.clone())
-        {
+        if keep && let (Some(u), Some(env)) = (&user, d.envelope.clone()) {
             let stored = self.store(now, u, env);
             if let Some(d) = self.table.get_mut(id) {
                 d.result.stored_offline = stored;
@@ -907,9 +905,9 @@ impl<const W: usize> Engine<W> {
     fn store(&mut self, now: Instant, user: &Arc<str>, env: Envelope) -> bool {
         let env = env.for_offline();
         let mut gone = Vec::new();
-        let kept = self
-            .offline
-            .store(now, user, env, &mut |u, s, why| gone.push((u, s.envelope, why)));
+        let kept = self.offline.store(now, user, env, &mut |u, s, why| {
+            gone.push((u, s.envelope, why))
+        });
         if kept {
             self.counters.offline_stored += 1;
         }

@@ -74,7 +74,8 @@ mod tests {
         assert!(a.as_str().bytes().all(|c| c.is_ascii_hexdigit()));
         // The keyed halves of consecutive ids share no obvious prefix.
         assert_ne!(a.as_str()[..8], b.as_str()[..8]);
-        let many: std::collections::HashSet<String> = (0..10_000).map(|_| new_message_id()).collect();
+        let many: std::collections::HashSet<String> =
+            (0..10_000).map(|_| new_message_id()).collect();
         assert_eq!(many.len(), 10_000);
     }
 }

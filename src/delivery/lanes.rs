@@ -72,7 +72,9 @@ impl Lanes {
     }
 
     pub fn get(&self, conn: ConnId) -> Option<&Lane> {
-        self.lanes.get(conn.index()).filter(|lane| lane.serves(conn))
+        self.lanes
+            .get(conn.index())
+            .filter(|lane| lane.serves(conn))
     }
 
     /// Adds `tag` to the window of `conn`; returns its position.

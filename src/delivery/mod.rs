@@ -30,7 +30,6 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-
 use crate::error::SendError;
 use crate::failure::reason::FailureReason;
 use crate::message::{Message, Payload};
@@ -188,7 +187,6 @@ impl Envelope {
         &self.payload
     }
 }
-
 
 impl SendResult {
     /// The result a waiter gets when the hub stopped before answering.

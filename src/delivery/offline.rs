@@ -141,10 +141,7 @@ impl OfflineStore {
             return;
         }
         self.messages += rest.len();
-        self.bytes += rest
-            .iter()
-            .map(|s| s.envelope.payload.len())
-            .sum::<usize>();
+        self.bytes += rest.iter().map(|s| s.envelope.payload.len()).sum::<usize>();
         let queue = self.users.entry(user.clone()).or_default();
         rest.append(queue);
         *queue = rest;

@@ -9,8 +9,8 @@ use crossbeam_channel::Sender;
 
 use super::{DeliveryId, Envelope, SendResult};
 use crate::event::ConnId;
-use crate::message::Payload;
 use crate::failure::reason::FailureReason;
+use crate::message::Payload;
 use crate::util::timer::TimerKey;
 
 /// Links a queued frame (or a backlog entry, or an ACK-index entry) to its

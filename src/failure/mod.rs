@@ -16,10 +16,10 @@ mod pool;
 pub mod reason;
 mod report;
 
+pub(crate) use handler::HandlerSet;
 pub use handler::{
     ConnectionErrorHandler, Failure, QueueFullHandler, SendFailureHandler, TimeoutHandler,
     UserOfflineHandler,
 };
-pub(crate) use handler::HandlerSet;
 pub(crate) use pool::FailurePool;
 pub(crate) use report::Reporter;

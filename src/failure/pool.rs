@@ -6,8 +6,8 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
-use super::handler::HandlerSet;
 use super::Failure;
+use super::handler::HandlerSet;
 
 /// Counters the workers update and the hub reads.
 #[derive(Debug, Default)]
@@ -114,4 +114,3 @@ impl Drop for FailurePool {
         }
     }
 }
-

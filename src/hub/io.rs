@@ -47,7 +47,8 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
                     self.stats.accept_errors += 1;
                     log::warn!("accept failed: {e}; retrying in {ACCEPT_RETRY:?}");
                     self.accept_paused = true;
-                    self.net.timers
+                    self.net
+                        .timers
                         .insert(self.net.now + ACCEPT_RETRY, TimerEvent::AcceptRetry);
                 }
             }
@@ -286,7 +287,10 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
         if identity.client_id.is_empty() {
             identity.client_id = format!("c{}", id.generation).into();
         }
-        let replaced = self.net.registry.device(&identity.user_id, &identity.client_id);
+        let replaced = self
+            .net
+            .registry
+            .device(&identity.user_id, &identity.client_id);
         let others =
             self.net.registry.devices(&identity.user_id).len() - usize::from(replaced.is_some());
         if others >= self.config.max_connections_per_user {
@@ -313,9 +317,11 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
         conn.timers.idle = Some(self.net.timers.insert(idle_at, TimerEvent::Idle(id)));
         if !self.config.heartbeat_interval.is_zero() {
             let ping_at = self.net.now + self.config.heartbeat_interval;
-            conn.timers.heartbeat = Some(self.net.timers.insert(ping_at, TimerEvent::Heartbeat(id)));
+            conn.timers.heartbeat =
+                Some(self.net.timers.insert(ping_at, TimerEvent::Heartbeat(id)));
         }
-        self.net.registry
+        self.net
+            .registry
             .insert(&identity.user_id, &identity.client_id, key);
         self.stats.upgraded += 1;
         log::debug!(
@@ -556,8 +562,12 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
             self.net.registry.remove(&identity.user_id, key);
         }
         let id = conn.id;
-        self.engine
-            .conn_closing(self.net.now, id, super::deliver::failure_of(reason), &mut self.net);
+        self.engine.conn_closing(
+            self.net.now,
+            id,
+            super::deliver::failure_of(reason),
+            &mut self.net,
+        );
         let linger = if when == CloseWhen::AfterData {
             self.config.shutdown_timeout.max(CLOSE_LINGER)
         } else {

@@ -432,7 +432,9 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
         }
         self.engine.shut_down(self.net.now);
         let deadline = self.net.now + self.config.shutdown_timeout;
-        self.net.timers.insert(deadline, TimerEvent::ShutdownDeadline);
+        self.net
+            .timers
+            .insert(deadline, TimerEvent::ShutdownDeadline);
         self.check_finished();
     }
 }

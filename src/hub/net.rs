@@ -107,7 +107,9 @@ impl<const QUEUE: usize, const WHEEL: usize> Conns<QUEUE, WHEEL> {
             return;
         }
         if let Some(oldest) = conn.outbox.oldest_waiting() {
-            let left = self.send_timeout.saturating_sub(now_ms.wrapping_sub(oldest));
+            let left = self
+                .send_timeout
+                .saturating_sub(now_ms.wrapping_sub(oldest));
             let at = self.now + Duration::from_millis(u64::from(left));
             conn.timers.send = Some(self.timers.insert(at, TimerEvent::SendTimeout(conn.id)));
         }

@@ -166,7 +166,8 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
     pub fn kick_user(&mut self, user: &str, reason: &str) -> usize {
         let mut n = 0;
         while let Some(key) = self
-            .net.registry
+            .net
+            .registry
             .devices(user)
             .iter()
             .map(|d| d.key)
@@ -207,7 +208,8 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
         payload: &Payload,
     ) {
         let identity = self
-            .net.conns
+            .net
+            .conns
             .get(key)
             .and_then(|c| c.identity.clone().map(|i| (i, c.id)));
         let mut f = match (&identity, user) {

@@ -2,10 +2,10 @@
 //! connection it names. The cost grows with expired timers, never with
 //! connections.
 
-use super::{Hub, TimerEvent};
-use crate::conn::outbox::CloseWhen;
 use super::net::live;
+use super::{Hub, TimerEvent};
 use crate::conn::Phase;
+use crate::conn::outbox::CloseWhen;
 use crate::event::DisconnectReason;
 
 impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
@@ -40,7 +40,8 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
                     let deadline = conn.last_seen + self.config.client_timeout;
                     if deadline > self.net.now {
                         // Traffic since the timer was set: check again later.
-                        conn.timers.idle = Some(self.net.timers.insert(deadline, TimerEvent::Idle(id)));
+                        conn.timers.idle =
+                            Some(self.net.timers.insert(deadline, TimerEvent::Idle(id)));
                     } else if conn.is_open() {
                         self.stats.idle_timeouts += 1;
                         log::debug!("{id}: idle for {:?}, closing", self.config.client_timeout);
