@@ -484,7 +484,7 @@ fn random_walks_end_every_delivery_exactly_once_and_leak_nothing() {
         let mut conns: Vec<Option<ConnId>> = vec![None; 4];
         let mut started = Vec::new();
         let mut generation = 0;
-        for step in 0..300 {
+        for step in 0..300usize {
             let slot = next(4);
             let user = format!("u{}", slot % 2);
             match next(8) {
