@@ -97,6 +97,9 @@ pub struct HubHandle {
     /// Shutdown is a flag, not a command, so that it gets through even when
     /// the command queue is full.
     pub(crate) shutdown: Arc<AtomicBool>,
+    /// Attempts a delivery can make (`max_retries + 1`): results are built
+    /// with room for them, so the hub thread never grows one.
+    pub(crate) attempts: usize,
 }
 
 impl fmt::Debug for HubHandle {
@@ -161,7 +164,7 @@ impl HubHandle {
             envelope,
             waiter,
             // Room for the attempts, so the hub thread fills it without allocating.
-            result: SendResult::with_capacity(8),
+            result: SendResult::with_capacity(self.attempts),
         })?;
         Ok(PendingSend { rx })
     }

@@ -180,6 +180,21 @@ impl<const Q: usize> Outbox<Q> {
         }
     }
 
+    /// Takes every data frame not started yet (a close that goes now will
+    /// never write them); a frame partly written stays and is finished.
+    pub fn abandon_waiting(&mut self, abandoned: &mut impl FnMut(Outbound)) {
+        let in_flight = match self.partial {
+            Some((Lane::Data, _)) => self.data.pop_front(),
+            _ => None,
+        };
+        while let Some(out) = self.data.pop_front() {
+            abandoned(out);
+        }
+        if let Some(out) = in_flight {
+            let _ = self.data.push_front(out);
+        }
+    }
+
     /// Takes every data frame not yet written completely (the connection is
     /// gone: the caller fails them).
     pub fn drain_data(&mut self) -> impl Iterator<Item = Outbound> + '_ {

@@ -20,7 +20,7 @@
 //! gets the message in its connection's backlog, in order, and the drain of
 //! the ring pulls it in. `queue_full` happens only when that backlog is full.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -135,6 +135,13 @@ pub(crate) struct Engine<const W: usize> {
     timers: TimerWheel<Timer, W>,
     offline: OfflineStore,
     budgets: HashMap<Arc<str>, UserBudget>,
+    /// Deliveries waiting for a retry, per user, in start order: a retry
+    /// (or the user's reconnect) sends every earlier one of the user first,
+    /// so jitter never reorders one user's messages.
+    retry_order: HashMap<Arc<str>, BTreeMap<u64, DeliveryId>>,
+    /// Reused list of deliveries to retry now.
+    due: Vec<DeliveryId>,
+    next_seq: u64,
     rng: SplitMix64,
     reporter: Reporter,
     on_result: Option<ResultCallback>,
@@ -146,7 +153,7 @@ impl<const W: usize> std::fmt::Debug for Engine<W> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Engine")
             .field("pending", &self.table.active())
-            .field("acks_in_flight", &self.acks.len())
+            .field("acks_in_flight", &self.lanes.windows())
             .field("timers", &self.timers.len())
             .field("offline", &self.offline.messages())
             .field("counters", &self.counters)
@@ -168,6 +175,9 @@ impl<const W: usize> Engine<W> {
             timers: TimerWheel::with_capacity(TICK, now, deliveries * 2),
             offline: OfflineStore::new(cfg.offline),
             budgets: HashMap::with_capacity(deliveries),
+            retry_order: HashMap::new(),
+            due: Vec::new(),
+            next_seq: 0,
             rng: SplitMix64::new(seed),
             reporter: Reporter::new(cfg.handler_workers, cfg.handler_queue_capacity),
             on_result: None,
@@ -203,6 +213,11 @@ impl<const W: usize> Engine<W> {
 
     /// `require_ack` frames in flight (queued or awaiting their ACK).
     pub fn acks_in_flight(&self) -> usize {
+        self.lanes.windows()
+    }
+
+    /// Entries of the ACK index (in flight, or waiting in a backlog).
+    pub fn ack_index_len(&self) -> usize {
         self.acks.len()
     }
 
@@ -248,7 +263,7 @@ impl<const W: usize> Engine<W> {
         s.offline_bytes = self.offline.bytes() as u64;
         s.backlog_waits = c.backlog_waits;
         s.inflight_window_full = c.window_full;
-        s.acks_in_flight = self.acks.len() as u64;
+        s.acks_in_flight = self.lanes.windows() as u64;
         s.unknown_acks = c.unknown_acks;
         s.pending_cap_refusals = c.refused_pending_cap;
         s.duplicate_ids = c.duplicate_ids;
@@ -328,6 +343,8 @@ impl<const W: usize> Engine<W> {
             })
             .deliveries += 1;
         let d = self.table.get_mut(id).expect("just opened");
+        d.seq = self.next_seq;
+        self.next_seq += 1;
         d.user = Some(user);
         d.require_ack = require_ack;
         d.waiter = waiter;
@@ -364,26 +381,36 @@ impl<const W: usize> Engine<W> {
         }
     }
 
-    /// Connection `conn` ACKed `message_id`: only its own frames count.
+    /// Connection `conn` ACKed `message_id`: only its own frames count (or,
+    /// on a replaced connection, its successor's resend of them).
     pub fn acked(&mut self, now: Instant, conn: ConnId, message_id: &str, net: &mut impl Net) {
-        let tag = self.acks.get(conn, message_id).filter(|tag| {
-            self.table.get(tag.delivery).is_some_and(|d| {
-                d.message_id() == message_id
-                    && d.targets
-                        .get(usize::from(tag.target))
-                        .is_some_and(|t| t.conn == conn && t.state == TargetState::AwaitingAck)
-            })
-        });
-        match tag {
-            Some(tag) => {
+        let successor = self.lanes.get(conn).and_then(|l| l.successor);
+        let found = self
+            .awaiting(conn, message_id, &[TargetState::AwaitingAck])
+            .map(|tag| (tag, conn))
+            .or_else(|| {
+                let to = successor?;
+                let states = [TargetState::AwaitingAck, TargetState::Queued];
+                Some((self.awaiting(to, message_id, &states)?, to))
+            });
+        match found {
+            Some((tag, on)) => {
                 self.settle(now, tag, TargetState::Taken, net);
-                self.pump(now, conn, net);
+                self.pump(now, on, net);
             }
             None => {
                 self.counters.unknown_acks += 1;
                 log::trace!("{conn}: ack for unknown message ignored");
             }
         }
+    }
+
+    /// The target of `conn` waiting for an ACK of `message_id`, if any.
+    fn awaiting(&self, conn: ConnId, message_id: &str, states: &[TargetState]) -> Option<Tag> {
+        let tag = self.acks.get(conn, message_id)?;
+        let d = self.table.get(tag.delivery)?;
+        let t = d.targets.get(usize::from(tag.target))?;
+        (d.message_id() == message_id && t.conn == conn && states.contains(&t.state)).then_some(tag)
     }
 
     /// A queued frame failed (expired in its ring, or its connection closed).
@@ -428,18 +455,38 @@ impl<const W: usize> Engine<W> {
         net: &mut impl Net,
     ) {
         self.conn_closing(now, conn, reason, net);
+        self.fail_window(now, conn, reason, net);
+        if let Some(lane) = self.lanes.get_mut(conn) {
+            lane.conn = None;
+            lane.successor = None;
+        }
+    }
+
+    /// The same device connected again as `new` while `old` still closes:
+    /// everything `old` holds unacknowledged fails now (to be resent to
+    /// `new` in order), and a late ACK on `old` counts for that resend.
+    pub fn conn_replaced(&mut self, now: Instant, old: ConnId, new: ConnId, net: &mut impl Net) {
+        if let Some(lane) = self.lanes.get_mut(old) {
+            lane.successor = Some(new);
+        }
+        self.conn_closing(now, old, FailureReason::ConnError, net);
+        self.fail_window(now, old, FailureReason::ConnError, net);
+    }
+
+    fn fail_window(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        reason: FailureReason,
+        net: &mut impl Net,
+    ) {
         while let Some(tag) = self.lanes.get(conn).and_then(|l| l.window.last().copied()) {
             let before = self.lanes.window_len(conn);
             self.settle(now, tag, TargetState::Failed(reason), net);
             if self.lanes.window_len(conn) == before {
                 // Not settled (already final): drop it from the window.
-                if let Some(lane) = self.lanes.get_mut(conn) {
-                    lane.window.pop();
-                }
+                self.lanes.window_remove(conn, (before - 1) as u32);
             }
-        }
-        if let Some(lane) = self.lanes.get_mut(conn) {
-            lane.conn = None;
         }
     }
 
@@ -455,9 +502,10 @@ impl<const W: usize> Engine<W> {
 
     /// `user` connected: replay what the offline store kept for them.
     pub fn user_connected(&mut self, now: Instant, user: &str, net: &mut impl Net) {
-        let Some(mut stored) = self.offline.take(user) else {
-            return;
-        };
+        // What waited for a retry goes first: it was sent before the user
+        // went offline, what the store kept after.
+        self.retry_now(now, user, u64::MAX, net);
+        let mut stored = self.offline.take(user).unwrap_or_default();
         while let Some(s) = stored.pop_front() {
             let env = s.envelope.clone();
             match self.open(now, user, env, Waiter::Loop, None, true, net) {
@@ -474,14 +522,46 @@ impl<const W: usize> Engine<W> {
         }
     }
 
+    /// Starts the next attempt of every delivery of `user` that waits for a
+    /// retry and started no later than `upto`, oldest first.
+    fn retry_now(&mut self, now: Instant, user: &str, upto: u64, net: &mut impl Net) {
+        let Some(waiting) = self.retry_order.get_mut(user) else {
+            return;
+        };
+        let mut due = std::mem::take(&mut self.due);
+        while let Some(entry) = waiting.first_entry() {
+            if *entry.key() > upto {
+                break;
+            }
+            due.push(entry.remove());
+        }
+        if waiting.is_empty() {
+            self.retry_order.remove(user);
+        }
+        for &id in &due {
+            if let Some(d) = self.table.get_mut(id) {
+                if let Some(t) = d.retry_timer.take() {
+                    self.timers.cancel(t);
+                }
+                self.start_attempt(now, id, net);
+            }
+        }
+        due.clear();
+        self.due = due;
+    }
+
     /// Runs every expired engine timer and offline expiry.
     pub fn tick(&mut self, now: Instant, net: &mut impl Net) {
         while let Some(timer) = self.timers.poll(now) {
             match timer {
                 Timer::Retry(id) => {
-                    if let Some(d) = self.table.get_mut(id) {
-                        d.retry_timer = None;
-                        self.start_attempt(now, id, net);
+                    let Some(d) = self.table.get_mut(id) else {
+                        continue;
+                    };
+                    d.retry_timer = None;
+                    let (user, seq) = (d.user.clone(), d.seq);
+                    if let Some(user) = user {
+                        self.retry_now(now, &user, seq, net);
                     }
                 }
                 Timer::AckTimeout(tag) => {
@@ -515,6 +595,11 @@ impl<const W: usize> Engine<W> {
                 self.finalize(now, id, Some(FailureReason::ChannelClosed));
             }
         }
+    }
+
+    /// Whether the offline store keeps messages.
+    pub fn stores_offline(&self) -> bool {
+        self.offline.enabled()
     }
 
     /// Keeps a message of a plain send for an offline user.
@@ -771,6 +856,12 @@ impl<const W: usize> Engine<W> {
                 let key = self.timers.insert(now + delay, Timer::Retry(id));
                 if let Some(d) = self.table.get_mut(id) {
                     d.retry_timer = Some(key);
+                    if let Some(user) = &d.user {
+                        self.retry_order
+                            .entry(user.clone())
+                            .or_default()
+                            .insert(d.seq, id);
+                    }
                 }
                 log::debug!(
                     "{id}: {} on attempt {attempt_number}, retry in {delay:?}",
@@ -843,6 +934,14 @@ impl<const W: usize> Engine<W> {
         };
         if let Some(t) = d.retry_timer.take() {
             self.timers.cancel(t);
+            if let Some(user) = &d.user
+                && let Some(waiting) = self.retry_order.get_mut(user)
+            {
+                waiting.remove(&d.seq);
+                if waiting.is_empty() {
+                    self.retry_order.remove(user);
+                }
+            }
         }
         for t in &mut d.targets {
             if let Some(k) = t.ack_timer.take() {

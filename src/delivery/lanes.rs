@@ -27,6 +27,9 @@ pub(crate) struct Lane {
     pub conn: Option<ConnId>,
     /// No new frames: the connection is closing.
     pub closing: bool,
+    /// The connection that replaced this one (same device): a late ACK
+    /// here counts for the resend there.
+    pub successor: Option<ConnId>,
     /// With-retry deliveries waiting, in arrival order.
     pub backlog: VecDeque<Waiting>,
     pub backlog_bytes: usize,
@@ -46,12 +49,15 @@ impl Lane {
 #[derive(Debug, Default)]
 pub(crate) struct Lanes {
     lanes: Vec<Lane>,
+    /// Entries in all windows.
+    windows: usize,
 }
 
 impl Lanes {
     pub fn with_slots(slots: usize) -> Lanes {
         Lanes {
             lanes: (0..slots).map(|_| Lane::default()).collect(),
+            windows: 0,
         }
     }
 
@@ -61,6 +67,7 @@ impl Lanes {
             debug_assert!(lane.backlog.is_empty() && lane.window.is_empty());
             lane.conn = Some(conn);
             lane.closing = false;
+            lane.successor = None;
         }
     }
 
@@ -81,7 +88,9 @@ impl Lanes {
     pub fn window_push(&mut self, conn: ConnId, tag: Tag) -> Option<u32> {
         let lane = self.get_mut(conn)?;
         lane.window.push(tag);
-        Some((lane.window.len() - 1) as u32)
+        let pos = (lane.window.len() - 1) as u32;
+        self.windows += 1;
+        Some(pos)
     }
 
     /// Removes position `pos` from the window of `conn`. Returns the tag
@@ -93,7 +102,14 @@ impl Lanes {
             return None;
         }
         lane.window.swap_remove(pos);
-        lane.window.get(pos).copied()
+        let moved = lane.window.get(pos).copied();
+        self.windows -= 1;
+        moved
+    }
+
+    /// Entries in all windows: `require_ack` frames in flight.
+    pub fn windows(&self) -> usize {
+        self.windows
     }
 
     pub fn window_len(&self, conn: ConnId) -> usize {

@@ -80,6 +80,8 @@ pub(crate) enum Waiter {
 #[derive(Debug)]
 pub(crate) struct Delivery {
     pub generation: u32,
+    /// Start order, hub-wide: retries of one user go out in this order.
+    pub seq: u64,
     pub envelope: Option<Envelope>,
     pub user: Option<Arc<str>>,
     pub require_ack: bool,
@@ -101,6 +103,7 @@ impl Delivery {
     fn empty(now: Instant) -> Delivery {
         Delivery {
             generation: 0,
+            seq: 0,
             envelope: None,
             user: None,
             require_ack: false,

@@ -176,7 +176,8 @@ impl World {
     /// Nothing leaks once every delivery has ended.
     fn assert_idle(&self) {
         assert_eq!(self.engine.pending(), 0, "deliveries left open");
-        assert_eq!(self.engine.acks_in_flight(), 0, "ACK index entries left");
+        assert_eq!(self.engine.acks_in_flight(), 0, "ACK window entries left");
+        assert_eq!(self.engine.ack_index_len(), 0, "ACK index entries left");
         assert_eq!(self.engine.pending_timers(), 0, "timers left");
     }
 }
@@ -543,4 +544,42 @@ fn random_walks_end_every_delivery_exactly_once_and_leak_nothing() {
         }
         w.assert_idle();
     }
+}
+
+#[test]
+fn a_reconnect_resends_what_waited_for_a_retry_at_once_and_in_order() {
+    let mut w = World::new(64, |c| {
+        c.retry.jitter = Jitter::Full;
+        c.retry.base_delay = Duration::from_secs(1);
+    });
+    let phone = w.connect("bob", "phone", 1, 1);
+    let ids: Vec<DeliveryId> = (0..20)
+        .map(|i| w.send("bob", &format!("m{i:02}"), true))
+        .collect();
+    w.write(phone);
+    w.net.disconnect(phone);
+    w.engine
+        .conn_removed(w.now, phone, FailureReason::ConnError, &mut w.net);
+    let again = w.connect("bob", "phone", 1, 2);
+    let order: Vec<String> = w.net.rings[&again]
+        .iter()
+        .map(|(p, _)| {
+            serde_json::from_slice::<Message>(p.body())
+                .unwrap()
+                .message_id
+        })
+        .collect();
+    let expected: Vec<String> = (0..20).map(|i| format!("m{i:02}")).collect();
+    assert_eq!(
+        order, expected,
+        "resent at once, in the order they were sent"
+    );
+    w.write(again);
+    for i in 0..20 {
+        w.ack(again, &format!("m{i:02}"));
+    }
+    for d in ids {
+        assert!(w.result(d).unwrap().success);
+    }
+    w.assert_idle();
 }

@@ -11,6 +11,7 @@ use mio::{Interest, Token};
 use super::{CLOSE_LINGER, Hub, Lifecycle, MAX_HEAD, READ_BUDGET, TimerEvent};
 use crate::conn::outbox::{CloseWhen, Flush, Outbox};
 use crate::conn::{Conn, ConnTimers, Phase};
+use crate::delivery::ids::IdBuf;
 use crate::event::{ConnId, DisconnectReason, HubEvent};
 use crate::message::{Message, Payload, kind};
 use crate::ws::codec::{Decoder, Frame, Limits, OpCode};
@@ -302,6 +303,10 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
                 "replaced by a newer connection",
                 DisconnectReason::Replaced,
             );
+            if let Some(old_id) = self.net.conns.get(old).map(|c| c.id) {
+                self.engine
+                    .conn_replaced(self.net.now, old_id, id, &mut self.net);
+            }
         }
 
         let mut resp = Vec::with_capacity(160);
@@ -415,6 +420,14 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
                             acks.push((*id, msg.message_id));
                         }
                         Ok(mut msg) => {
+                            if !(config.trust_client_message_ids && !msg.message_id.is_empty()) {
+                                // The hub names every message it routes; the
+                                // client's own id travels on in `id`.
+                                if msg.id.is_empty() {
+                                    msg.id = std::mem::take(&mut msg.message_id);
+                                }
+                                msg.message_id = IdBuf::next().as_str().to_owned();
+                            }
                             msg.sender = identity.user_id.to_string();
                             msg.sender_type = identity.user_type.to_string();
                             if msg.create_at.is_empty() {
@@ -556,6 +569,12 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
             reason: Some(reason),
             peer_closed: false,
         };
+        if when == CloseWhen::Now {
+            // Frames a close-now will never write fail at once (below): a
+            // retry can take them to another device, or this one reconnected.
+            let abandoned = &mut self.abandoned;
+            conn.outbox.abandon_waiting(&mut |out| abandoned.push(out));
+        }
         // A closing connection is no longer a device of its user: sends and
         // retries skip it, and it no longer counts against the limits.
         if let Some(identity) = &conn.identity {
@@ -575,6 +594,29 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
         };
         self.rearm_phase_timer(key, linger);
         self.net.mark_dirty(key);
+        self.fail_abandoned(key, reason);
+    }
+
+    /// Fails the frames `close_conn` abandoned on connection `key`.
+    fn fail_abandoned(&mut self, key: usize, reason: DisconnectReason) {
+        if self.abandoned.is_empty() {
+            return;
+        }
+        let mut abandoned = std::mem::take(&mut self.abandoned);
+        let conn = self
+            .net
+            .conns
+            .get(key)
+            .and_then(|c| Some((c.id, c.identity.clone()?)));
+        if let Some((id, identity)) = conn {
+            let failure = super::deliver::failure_of(reason);
+            for out in abandoned.drain(..) {
+                self.stats.dropped_on_close += 1;
+                self.fail_outbound(out, failure, &identity.user_id, &identity.client_id, id);
+            }
+        }
+        abandoned.clear();
+        self.abandoned = abandoned;
     }
 
     /// Kicks a connection: a `kick_out` notice that overtakes queued data,

@@ -141,6 +141,8 @@ pub struct Hub<const QUEUE: usize = DEFAULT_QUEUE, const WHEEL: usize = DEFAULT_
     ping_frame: Payload,
     /// Text frames are go-wsc JSON messages (else handed over as they are).
     json_protocol: bool,
+    /// Frames a close-now abandoned, failed right after (reused).
+    abandoned: Vec<crate::conn::outbox::Outbound>,
     /// Tagged frames written by the last flush, settled right after it.
     written: Vec<crate::delivery::Tag>,
     /// ACKs decoded this turn: (connection, message id).
@@ -194,6 +196,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
             tx,
             waker,
             shutdown: shutdown_requested.clone(),
+            attempts: config.retry.max_retries as usize + 1,
         };
         let max = config.max_connections;
         let slots = slot_limit(max);
@@ -223,6 +226,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
             ping_frame: Payload::encode(crate::ws::codec::OpCode::Ping, b""),
             json_protocol: true,
             written: Vec::with_capacity(64),
+            abandoned: Vec::new(),
             acks: Vec::new(),
             broadcast_keys: Vec::with_capacity(max),
             event_limit: DEFAULT_EVENT_LIMIT,

@@ -134,6 +134,19 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
     /// Encodes `msg` once and sends it to every device of `user` (or only
     /// to `msg.receiver_client`, when set).
     pub fn send_to_user(&mut self, user: &str, msg: &Message) -> Result<usize, SendError> {
+        let offline = self.net.registry.devices(user).is_empty();
+        if offline && self.lifecycle == super::Lifecycle::Running && self.engine.stores_offline() {
+            // Kept as it is (no decode of its frame later): the offline path.
+            let env = Envelope::new(msg.clone())?;
+            self.report_plain(
+                FailureReason::UserOffline,
+                usize::MAX,
+                Some(user),
+                &env.payload,
+            );
+            self.engine.store_offline(self.net.now, user, env);
+            return Err(SendError::UserOffline);
+        }
         let payload = Payload::json(msg).map_err(|e| SendError::Encode(e.to_string()))?;
         self.send(Target::user_or_device(user, &msg.receiver_client), &payload)
     }
