@@ -179,6 +179,41 @@ impl Message {
     }
 }
 
+/// What the hub answers itself, read without allocating: `ping` and `ack`
+/// frames whose strings need no unescaping are recognised by borrowing from
+/// the frame (anything else goes through [`Message::decode`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Control<'a> {
+    /// `{"message_type":"ping"}`.
+    Ping,
+    /// `{"message_type":"ack","message_id":"X"}`.
+    Ack(&'a str),
+}
+
+impl<'a> Control<'a> {
+    /// The control message `text` is, if it is one and reads without
+    /// allocating; `None` sends the caller to the full decoder.
+    pub(crate) fn probe(text: &'a str) -> Option<Control<'a>> {
+        #[derive(Deserialize)]
+        struct Probe<'a> {
+            #[serde(borrow, default)]
+            message_type: Option<&'a str>,
+            #[serde(borrow, default)]
+            message_id: Option<&'a str>,
+        }
+        // Other messages skip the probe (a cheap scan, no second parse).
+        if !text.contains("\"ack\"") && !text.contains("\"ping\"") {
+            return None;
+        }
+        let probe: Probe<'a> = serde_json::from_str(text).ok()?;
+        match (probe.message_type?, probe.message_id) {
+            (kind::PING, _) => Some(Control::Ping),
+            (kind::ACK, Some(id)) if !id.is_empty() => Some(Control::Ack(id)),
+            _ => None,
+        }
+    }
+}
+
 /// Why an inbound text frame is not a valid message. The client gets an
 /// `error` message with `reason: "validation"` and this text; the connection
 /// stays open.
@@ -393,5 +428,34 @@ mod tests {
             };
             assert_eq!(p.frame().len(), len + expect_header);
         }
+    }
+
+    #[test]
+    fn control_messages_are_probed_without_the_full_decode() {
+        assert_eq!(
+            Control::probe(r#"{"message_type":"ping"}"#),
+            Some(Control::Ping)
+        );
+        assert_eq!(
+            Control::probe(
+                r#"{ "message_type" : "ack", "message_id": "m1", "x": [1, {"y": "z"}] }"#
+            ),
+            Some(Control::Ack("m1"))
+        );
+        // Escapes, missing ids and other types go to the full decoder.
+        assert_eq!(
+            Control::probe(r#"{"message_type":"ack","message_id":"a\"b"}"#),
+            None
+        );
+        assert_eq!(Control::probe(r#"{"message_type":"ack"}"#), None);
+        assert_eq!(
+            Control::probe(r#"{"message_type":"text","content":"ack"}"#),
+            None
+        );
+        assert_eq!(
+            Control::probe(r#"{"message_type":"ack","message_id":7}"#),
+            None
+        );
+        assert_eq!(Control::probe("not json \"ping\""), None);
     }
 }

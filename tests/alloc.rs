@@ -208,3 +208,111 @@ fn first_try_successful_deliveries_with_retry_allocate_nothing_on_the_hub_thread
         "{allocations} allocations on the hub thread for 2,000 deliveries"
     );
 }
+
+/// A client that ACKs every message it gets.
+fn spawn_acker(
+    addr: std::net::SocketAddr,
+    query: String,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let stream = std::net::TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let (mut ws, _) = tungstenite::client(format!("ws://{addr}/ws?{query}"), stream).unwrap();
+        while !stop.load(Ordering::Relaxed) {
+            match ws.read() {
+                Ok(WsMessage::Text(t)) => {
+                    let m: Message = serde_json::from_str(t.as_str()).unwrap();
+                    let ack = format!(
+                        r#"{{"message_type":"ack","message_id":"{}"}}"#,
+                        m.message_id
+                    );
+                    ws.send(WsMessage::text(ack)).unwrap();
+                }
+                Ok(_) => {}
+                Err(tungstenite::Error::Io(e))
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(_) => break,
+            }
+        }
+    })
+}
+
+/// The path the review found allocating: a `require_ack` delivery with
+/// retry, written, ACKed by the client (a JSON frame read and matched) and
+/// reported a success — with `max_retries: 10`, so results hold 11 attempts.
+#[test]
+fn acknowledged_deliveries_with_retry_allocate_nothing_on_the_hub_thread() {
+    let mut config = HubConfig::default();
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.max_connections = 64;
+    config.retry.max_retries = 10;
+    let mut hub = DefaultHub::bind(config).unwrap();
+    let addr = hub.local_addr();
+    let succeeded = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let (s, f) = (succeeded.clone(), failed.clone());
+    hub.on_send_result(move |_id, result| {
+        if result.success && result.attempts.len() == 1 {
+            s.fetch_add(1, Ordering::Relaxed);
+        } else {
+            f.fetch_add(1, Ordering::Relaxed);
+        }
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = [
+        "user_id=r0&client_id=a",
+        "user_id=r0&client_id=b",
+        "user_id=r1",
+    ]
+    .into_iter()
+    .map(|q| spawn_acker(addr, q.to_owned(), stop.clone()))
+    .collect();
+    wait_connected(&mut hub, 3);
+
+    // Every message gets its own (hub-assigned) id; built before counting.
+    let envelopes: Vec<(&str, wshub::Envelope)> = (0..2_100)
+        .map(|i| {
+            let user = if i % 2 == 0 { "r0" } else { "r1" };
+            let mut m = Message::text(user, "acknowledged");
+            m.require_ack = true;
+            (user, wshub::Envelope::new(m).unwrap())
+        })
+        .collect();
+    let mut next = envelopes.iter();
+    let mut batch = |hub: &mut DefaultHub, batches: u64| {
+        for _ in 0..batches {
+            let target = succeeded.load(Ordering::Relaxed) + failed.load(Ordering::Relaxed) + 10;
+            for (user, env) in next.by_ref().take(10) {
+                hub.send_envelope_with_retry(user, env).unwrap();
+            }
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while succeeded.load(Ordering::Relaxed) + failed.load(Ordering::Relaxed) < target
+                && Instant::now() < deadline
+            {
+                hub.poll(Some(Duration::from_millis(1))).unwrap();
+            }
+        }
+    };
+    batch(&mut hub, 10);
+    let allocations = count_allocations(|| batch(&mut hub, 200));
+    stop.store(true, Ordering::Relaxed);
+    for r in readers {
+        r.join().unwrap();
+    }
+    assert_eq!(failed.load(Ordering::Relaxed), 0);
+    assert_eq!(
+        succeeded.load(Ordering::Relaxed),
+        2_100,
+        "every delivery ACKed first time"
+    );
+    assert_eq!(
+        allocations, 0,
+        "{allocations} allocations on the hub thread for 2,000 acknowledged deliveries"
+    );
+}

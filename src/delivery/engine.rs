@@ -154,6 +154,7 @@ impl<const W: usize> std::fmt::Debug for Engine<W> {
         f.debug_struct("Engine")
             .field("pending", &self.table.active())
             .field("acks_in_flight", &self.lanes.windows())
+            .field("ack_index", &self.acks.len())
             .field("timers", &self.timers.len())
             .field("offline", &self.offline.messages())
             .field("counters", &self.counters)
@@ -197,6 +198,7 @@ impl<const W: usize> Engine<W> {
         self.on_result = Some(Box::new(f));
     }
 
+    #[cfg(test)]
     pub fn reporter(&self) -> &Reporter {
         &self.reporter
     }
@@ -217,11 +219,13 @@ impl<const W: usize> Engine<W> {
     }
 
     /// Entries of the ACK index (in flight, or waiting in a backlog).
+    #[cfg(test)]
     pub fn ack_index_len(&self) -> usize {
         self.acks.len()
     }
 
     /// Messages and bytes in the offline store.
+    #[cfg(test)]
     pub fn offline_held(&self) -> (usize, usize) {
         (self.offline.messages(), self.offline.bytes())
     }
@@ -263,7 +267,7 @@ impl<const W: usize> Engine<W> {
         s.offline_bytes = self.offline.bytes() as u64;
         s.backlog_waits = c.backlog_waits;
         s.inflight_window_full = c.window_full;
-        s.acks_in_flight = self.lanes.windows() as u64;
+        s.acks_in_flight = self.acks_in_flight() as u64;
         s.unknown_acks = c.unknown_acks;
         s.pending_cap_refusals = c.refused_pending_cap;
         s.duplicate_ids = c.duplicate_ids;

@@ -228,11 +228,6 @@ impl DeliveryTable {
         self.active
     }
 
-    /// Slots ever opened (the table's high-water mark).
-    pub fn slots(&self) -> usize {
-        self.slots.len()
-    }
-
     /// The ids of every delivery not yet final (shutdown only: a scan).
     pub fn active_ids(&self) -> impl Iterator<Item = DeliveryId> + '_ {
         self.slots

@@ -13,7 +13,7 @@ use crate::conn::outbox::{CloseWhen, Flush, Outbox};
 use crate::conn::{Conn, ConnTimers, Phase};
 use crate::delivery::ids::IdBuf;
 use crate::event::{ConnId, DisconnectReason, HubEvent};
-use crate::message::{Message, Payload, kind};
+use crate::message::{Control, Message, Payload, kind};
 use crate::ws::codec::{Decoder, Frame, Limits, OpCode};
 use crate::ws::http::{self, Request};
 
@@ -389,7 +389,14 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
                     after = After::PeerClosed(close.map_or(1005, |c| c.code));
                     break;
                 }
-                // Only the close reply matters once we are closing.
+                // Once closing, only ACKs and the close reply still count.
+                Frame::Text(text) if !open => {
+                    if identity.is_some()
+                        && let Some(Control::Ack(message_id)) = Control::probe(text)
+                    {
+                        acks.push(*id, message_id);
+                    }
+                }
                 _ if !open => {}
                 Frame::Ping(data) => {
                     if !outbox.push_control(Payload::encode(OpCode::Pong, data)) {
@@ -410,6 +417,19 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
                         });
                         continue;
                     }
+                    match Control::probe(text) {
+                        Some(Control::Ping) => {
+                            if !outbox.push_control(pong_payload()) {
+                                stats.control_dropped += 1;
+                            }
+                            continue;
+                        }
+                        Some(Control::Ack(message_id)) => {
+                            acks.push(*id, message_id);
+                            continue;
+                        }
+                        None => {}
+                    }
                     match Message::decode(text) {
                         Ok(msg) if msg.message_type == kind::PING => {
                             if !outbox.push_control(pong_payload()) {
@@ -417,10 +437,10 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
                             }
                         }
                         Ok(msg) if msg.message_type == kind::ACK => {
-                            acks.push((*id, msg.message_id));
+                            acks.push(*id, &msg.message_id);
                         }
                         Ok(mut msg) => {
-                            if !(config.trust_client_message_ids && !msg.message_id.is_empty()) {
+                            if !config.trust_client_message_ids || msg.message_id.is_empty() {
                                 // The hub names every message it routes; the
                                 // client's own id travels on in `id`.
                                 if msg.id.is_empty() {
@@ -474,9 +494,10 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
         }
         // ACKs count while the connection closes too: until it is gone.
         let now = self.net.now;
-        for (conn, message_id) in self.acks.drain(..) {
-            self.engine.acked(now, conn, &message_id, &mut self.net);
+        for (conn, message_id) in self.acks.iter() {
+            self.engine.acked(now, conn, message_id, &mut self.net);
         }
+        self.acks.clear();
         match after {
             After::Nothing => {}
             After::PeerClosed(code) => self.on_peer_close(key, code),

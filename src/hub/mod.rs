@@ -145,8 +145,8 @@ pub struct Hub<const QUEUE: usize = DEFAULT_QUEUE, const WHEEL: usize = DEFAULT_
     abandoned: Vec<crate::conn::outbox::Outbound>,
     /// Tagged frames written by the last flush, settled right after it.
     written: Vec<crate::delivery::Tag>,
-    /// ACKs decoded this turn: (connection, message id).
-    acks: Vec<(ConnId, String)>,
+    /// ACKs decoded this read: (connection, message id).
+    acks: AckBuf,
     /// Reused by broadcasts for the keys of the open connections.
     broadcast_keys: Vec<usize>,
     /// Undrained events beyond which the hub stops reading from clients.
@@ -227,7 +227,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
             json_protocol: true,
             written: Vec::with_capacity(64),
             abandoned: Vec::new(),
-            acks: Vec::new(),
+            acks: AckBuf::default(),
             broadcast_keys: Vec::with_capacity(max),
             event_limit: DEFAULT_EVENT_LIMIT,
             config,
@@ -440,6 +440,37 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
             .timers
             .insert(deadline, TimerEvent::ShutdownDeadline);
         self.check_finished();
+    }
+}
+
+/// ACK ids read from one connection's input, handed to the engine once the
+/// decoder lets go of the connection. The strings are reused: after warm-up
+/// an ACK allocates nothing.
+#[derive(Debug, Default)]
+struct AckBuf {
+    ids: Vec<(ConnId, String)>,
+    len: usize,
+}
+
+impl AckBuf {
+    fn push(&mut self, conn: ConnId, message_id: &str) {
+        match self.ids.get_mut(self.len) {
+            Some(slot) => {
+                slot.0 = conn;
+                slot.1.clear();
+                slot.1.push_str(message_id);
+            }
+            None => self.ids.push((conn, message_id.to_owned())),
+        }
+        self.len += 1;
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (ConnId, &str)> {
+        self.ids[..self.len].iter().map(|(c, id)| (*c, id.as_str()))
+    }
+
+    fn clear(&mut self) {
+        self.len = 0;
     }
 }
 
