@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use wshub::{ConnId, DefaultHub, DeliveryId, HubConfig, HubEvent, Message};
+use wshub::{ConnId, DefaultHub, DeliveryId, HubConfig, HubEvent, Message, SendResult};
 
 const USAGE: &str = "usage: server [--addr HOST:PORT] [--config FILE]";
 const DEMO_PAGE: &str = include_str!("assets/demo.html");
@@ -90,7 +90,7 @@ fn main() -> ExitCode {
         hub.local_addr()
     );
 
-    let mut senders: HashMap<DeliveryId, (ConnId, String)> = HashMap::new();
+    let mut senders = Senders::default();
     let result = (|| -> std::io::Result<()> {
         while !hub.is_finished() {
             hub.poll(Some(Duration::from_millis(200)))?;
@@ -98,32 +98,7 @@ fn main() -> ExitCode {
                 handle_event(&mut hub, &mut senders, event);
             }
             while let Ok((id, r)) = results.try_recv() {
-                let Some((conn, message_id)) = senders.remove(&id) else {
-                    continue;
-                };
-                match r.final_error {
-                    None => println!(
-                        "{message_id}: delivered after {} attempt(s)",
-                        r.attempts.len()
-                    ),
-                    Some(e) => println!(
-                        "{message_id}: failed ({}) after {} attempt(s)",
-                        e.name(),
-                        r.attempts.len()
-                    ),
-                }
-                let notice = Message::notice(
-                    "send_result",
-                    serde_json::json!({
-                        "message_id": message_id,
-                        "success": r.success,
-                        "attempts": r.attempts.len(),
-                        "total_retries": r.total_retries,
-                        "total_time_ms": r.total_time.as_millis() as u64,
-                        "final_error": r.final_error.map(|e| e.name()),
-                    }),
-                );
-                let _ = hub.send_to_client(conn, &notice);
+                report_result(&mut hub, &mut senders, id, &r);
             }
         }
         Ok(())
@@ -137,13 +112,82 @@ fn main() -> ExitCode {
     }
 }
 
+/// Who sent what, so that each result can be told to its sender: by
+/// delivery while it runs, by message id while the offline store keeps it.
+#[derive(Default)]
+struct Senders {
+    running: HashMap<DeliveryId, Sender>,
+    stored: HashMap<String, Sender>,
+}
+
+/// A sender's connection and the id its client gave the message.
+struct Sender {
+    conn: ConnId,
+    client_id: String,
+}
+
+/// Tells the sender how its message fared, with a timeline of its attempts.
+fn report_result(hub: &mut DefaultHub, senders: &mut Senders, id: DeliveryId, r: &SendResult) {
+    let message_id = r.message_id.as_deref().unwrap_or_default().to_owned();
+    let sender = match senders.running.remove(&id) {
+        Some(s) => s,
+        None => match senders.stored.remove(&message_id) {
+            Some(s) => s,
+            None => return,
+        },
+    };
+    let outcome = match (r.final_error, r.stored_offline && !r.replayed) {
+        (_, true) => "stored offline".to_owned(),
+        (None, _) => "delivered".to_owned(),
+        (Some(e), _) => format!("failed ({})", e.name()),
+    };
+    println!(
+        "{message_id}: {outcome} after {} attempt(s){}",
+        r.attempts.len(),
+        if r.replayed { " (replayed)" } else { "" }
+    );
+    let first = r.attempts.first().map(|a| a.start_time);
+    let timeline: Vec<serde_json::Value> = r
+        .attempts
+        .iter()
+        .map(|a| {
+            let at = first
+                .and_then(|f| a.start_time.duration_since(f).ok())
+                .unwrap_or_default();
+            serde_json::json!({
+                "attempt": a.attempt_number,
+                "at_ms": at.as_millis() as u64,
+                "duration_ms": a.duration.as_millis() as u64,
+                "error": a.error.map(|e| e.name()),
+            })
+        })
+        .collect();
+    let notice = Message::notice(
+        "send_result",
+        serde_json::json!({
+            "message_id": message_id,
+            "id": sender.client_id,
+            "success": r.success,
+            "attempts": r.attempts.len(),
+            "total_retries": r.total_retries,
+            "total_time_ms": r.total_time.as_millis() as u64,
+            "final_error": r.final_error.map(|e| e.name()),
+            "stored_offline": r.stored_offline,
+            "replayed": r.replayed,
+            "timeline": timeline,
+        }),
+    );
+    let conn = sender.conn;
+    if r.stored_offline && !r.replayed {
+        // Its replay (or expiry) reports again later, under the same id.
+        senders.stored.insert(message_id, sender);
+    }
+    let _ = hub.send_to_client(conn, &notice);
+}
+
 /// Relays application messages with retry (honouring the sender's
 /// `require_ack`); remembers who sent what so the result can be reported.
-fn handle_event(
-    hub: &mut DefaultHub,
-    senders: &mut HashMap<DeliveryId, (ConnId, String)>,
-    event: HubEvent,
-) {
+fn handle_event(hub: &mut DefaultHub, senders: &mut Senders, event: HubEvent) {
     match event {
         HubEvent::Connected { identity, .. } => {
             println!("+ {} ({})", identity.user_id, identity.client_id);
@@ -166,7 +210,8 @@ fn handle_event(
             match hub.send_to_user_with_retry(&to, &message) {
                 Ok(id) => {
                     println!("{} -> {to}: {}", message.sender, message.content);
-                    senders.insert(id, (conn, message.message_id.clone()));
+                    let client_id = message.id.clone();
+                    senders.running.insert(id, Sender { conn, client_id });
                 }
                 Err(e) => {
                     let notice = Message::notice(
@@ -177,6 +222,6 @@ fn handle_event(
                 }
             }
         }
-        HubEvent::Text { .. } | HubEvent::Binary { .. } => {}
+        _ => {}
     }
 }
