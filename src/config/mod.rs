@@ -14,7 +14,7 @@
 //!   retryable_errors: [queue_full, timeout, conn_error, channel_closed, network_unreachable]
 //!   non_retryable_errors: [user_offline, permission, validation, authentication_failed, message_too_large]
 //!   max_delay: 30s               # default: the larger of 30s and base_delay
-//!   jitter: none                 # none | full | equal
+//!   jitter: equal                # none | full | equal (the seed has none)
 //!   max_total_time: null         # a duration, or null for no cap
 //!   retry_budget: {max_tokens: 1000, token_ratio: 0.1}   # or false / null to disable
 //!   ack_timeout: 5s
@@ -1585,7 +1585,7 @@ wsc:
         let json = serde_json::to_string(&HubConfig::default().retry_config_view()).unwrap();
         assert_eq!(
             json,
-            r#"{"max_retries":3,"base_delay":"100ms","backoff_factor":2.0,"retryable_errors":["queue_full","timeout","conn_error","channel_closed","network_unreachable"],"non_retryable_errors":["user_offline","permission","validation","authentication_failed","message_too_large"],"max_delay":"30s","jitter":"none","max_total_time":null,"retry_budget":{"max_tokens":1000,"token_ratio":0.1}}"#
+            r#"{"max_retries":3,"base_delay":"100ms","backoff_factor":2.0,"retryable_errors":["queue_full","timeout","conn_error","channel_closed","network_unreachable"],"non_retryable_errors":["user_offline","permission","validation","authentication_failed","message_too_large"],"max_delay":"30s","jitter":"equal","max_total_time":null,"retry_budget":{"max_tokens":1000,"token_ratio":0.1}}"#
         );
 
         let mut policy = RetryPolicy {
