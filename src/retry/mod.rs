@@ -46,3 +46,4 @@ pub use reasons::{Iter, ReasonSet};
 pub(crate) use budget::RetryBudget;
 pub(crate) use jitter::SplitMix64;
 pub(crate) use policy::{GiveUpReason, RetryDecision};
+pub(crate) use reasons::ReasonList;

@@ -4,8 +4,10 @@
 //! the hot path is a single mask test. Serialized as the config's list of
 //! classification names (`timeout` standing for all three timeout kinds).
 
+use std::borrow::Cow;
 use std::fmt;
 
+use serde::de::{self, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::failure::reason::{FailureReason, ParseReasonError, TimeoutKind};
@@ -306,31 +308,50 @@ impl Serialize for ReasonSet {
 /// Deserialized from a list of classification names (duplicates are harmless).
 impl<'de> Deserialize<'de> for ReasonSet {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Visitor;
+        ReasonList::deserialize(deserializer).map(|list| list.set())
+    }
+}
 
-        impl<'de> serde::de::Visitor<'de> for Visitor {
-            type Value = ReasonSet;
+/// A list of classification names as written: each entry's name and the
+/// reasons it stands for (`timeout` is all three timeout kinds). The config
+/// keeps the names to report an overlap between two lists as written.
+#[derive(Debug)]
+pub(crate) struct ReasonList(pub(crate) Vec<(&'static str, ReasonSet)>);
+
+impl ReasonList {
+    /// The union of the entries.
+    pub(crate) fn set(&self) -> ReasonSet {
+        self.0
+            .iter()
+            .fold(ReasonSet::EMPTY, |acc, &(_, s)| acc.union(s))
+    }
+}
+
+impl<'de> Deserialize<'de> for ReasonList {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+
+        impl<'de> Visitor<'de> for V {
+            type Value = ReasonList;
 
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a list of failure reason names")
             }
 
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                self,
-                mut seq: A,
-            ) -> Result<ReasonSet, A::Error> {
-                let mut set = ReasonSet::EMPTY;
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<ReasonList, A::Error> {
+                let mut list = Vec::new();
                 // Borrowed-or-owned so names with escapes still parse.
-                while let Some(name) = seq.next_element::<std::borrow::Cow<'de, str>>()? {
-                    let bits = ReasonSet::from_classification_name(&name)
-                        .map_err(serde::de::Error::custom)?;
-                    set = set.union(bits);
+                while let Some(name) = seq.next_element::<Cow<'de, str>>()? {
+                    let entry = ReasonSet::lookup_classification_name(&name).map_err(|e| {
+                        de::Error::custom(format_args!("entry {}: {e}", list.len()))
+                    })?;
+                    list.push(entry);
                 }
-                Ok(set)
+                Ok(ReasonList(list))
             }
         }
 
-        deserializer.deserialize_seq(Visitor)
+        d.deserialize_seq(V)
     }
 }
 
