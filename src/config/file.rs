@@ -32,6 +32,7 @@ use super::{ConfigError, HubConfig};
 /// assert_eq!(ConfigFormat::from_path(Path::new("hub.yml")), Some(ConfigFormat::Yaml));
 /// assert_eq!(ConfigFormat::from_path(Path::new("hub.toml")), None);
 /// ```
+#[non_exhaustive]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ConfigFormat {
     /// YAML (`.yaml`, `.yml`).

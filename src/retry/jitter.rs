@@ -25,6 +25,10 @@ use serde::{Deserialize, Serialize};
 /// assert_eq!(Jitter::default(), Jitter::Equal);
 /// assert_eq!(Jitter::None.as_str(), "none");
 /// ```
+///
+/// `#[non_exhaustive]`: other strategies (AWS's decorrelated jitter) may
+/// join these three.
+#[non_exhaustive]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Jitter {
