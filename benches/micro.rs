@@ -6,8 +6,9 @@ use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use wshub::__private::retry::SplitMix64;
 use wshub::queue::RingQueue;
-use wshub::retry::{Jitter, RetryPolicy, SplitMix64};
+use wshub::retry::{Jitter, RetryPolicy};
 use wshub::timer::TimerWheel;
 use wshub::{Hub, HubConfig, Message, Payload, Target};
 
@@ -67,6 +68,7 @@ fn timers(c: &mut Criterion) {
 
 fn backoff(c: &mut Criterion) {
     let mut policy = RetryPolicy::default();
+    policy.jitter = Jitter::None;
     let mut rng = SplitMix64::new(1);
     c.bench_function("RetryPolicy::delay_for (no jitter)", |b| {
         b.iter(|| black_box(policy.delay_for(black_box(3), &mut rng)))

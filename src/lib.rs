@@ -68,6 +68,18 @@ pub use message::{Message, Payload, Priority};
 pub use reason::{FailureReason, TimeoutKind};
 pub use stats::Stats;
 
+/// Internals that the crate's own benches, fuzz targets and integration
+/// tests reach into. Not part of the API: anything here may change or go
+/// away in any release.
+#[doc(hidden)]
+pub mod __private {
+    /// The retry budget's bucket and the jitter's random source.
+    pub mod retry {
+        pub use crate::retry::budget::RetryBudget;
+        pub use crate::retry::jitter::{RandomSource, SplitMix64};
+    }
+}
+
 /// The README's examples, compiled and run as doctests.
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]

@@ -335,6 +335,8 @@ fn an_ack_from_another_user_is_ignored() {
 #[test]
 fn broken_connection_fails_as_conn_error_and_a_device_reconnecting_in_the_backoff_window_gets_it() {
     let mut c = config(3, 400);
+    // The exact 400 ms window this test reconnects inside.
+    c.retry.jitter = wshub::retry::Jitter::None;
     c.ack_timeout = Duration::from_secs(10);
     let (hub, seen) = start::<64>(c);
     let mut first = connect(hub.addr, "user_id=frank&client_id=phone");
@@ -416,12 +418,13 @@ fn full_ring_is_queue_full_for_the_caller_and_the_handlers_and_retries_back_off(
     // A ring of 4 frames and a client that never reads: once the socket
     // buffers are full the ring fills.
     let mut c = config(3, 40);
+    // The gaps asserted below are the exact backoff.
     c.retry.jitter = wshub::retry::Jitter::None;
     c.send_timeout = Duration::from_secs(30);
     c.max_message_size = 64 * 1024;
-    // No backlog: a full ring is `queue_full` at once (the backlog, which
+    // A one-byte backlog: a full ring is `queue_full` at once (the backlog, which
     // would make it wait instead, has tests of its own in delivery.rs).
-    c.pending_per_conn = 0;
+    c.pending_per_conn = 1;
     let (hub, seen) = start::<4>(c);
     let _stuck = RawClient::upgrade(hub.addr, "user_id=slow");
     let mut healthy = connect(hub.addr, "user_id=fast");

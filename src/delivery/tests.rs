@@ -476,7 +476,8 @@ fn shutdown_ends_deliveries_waiting_for_a_retry() {
 fn random_walks_end_every_delivery_exactly_once_and_leak_nothing() {
     for seed in 0..150u64 {
         let mut rng = crate::retry::SplitMix64::new(seed);
-        let mut next = |n: u64| (crate::retry::RandomSource::next_u64(&mut rng) % n) as usize;
+        let mut next =
+            |n: u64| (crate::retry::jitter::RandomSource::next_u64(&mut rng) % n) as usize;
         let mut w = World::new(1 + next(4), |c| {
             c.max_inflight_acks = 1 + next(3);
             c.offline_queue_per_user = next(3);
