@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ws::codec::{self, OpCode};
+use crate::ws::{self, OpCode};
 
 /// Well-known values of [`Message::message_type`].
 ///
@@ -240,7 +240,7 @@ impl Payload {
 
     pub(crate) fn encode(opcode: OpCode, body: &[u8]) -> Payload {
         let mut header = [0u8; 10];
-        let header_len = codec::encode_header(opcode, true, body.len(), &mut header);
+        let header_len = ws::encode_header(opcode, true, body.len(), &mut header);
         let mut frame = Vec::with_capacity(header_len + body.len());
         frame.extend_from_slice(&header[..header_len]);
         frame.extend_from_slice(body);

@@ -13,8 +13,8 @@ use crate::conn::outbox::{CloseWhen, Flush, Outbox};
 use crate::conn::{Conn, ConnTimers, Phase};
 use crate::event::{ConnId, DisconnectReason, HubEvent};
 use crate::message::{Message, Payload, kind};
-use crate::ws::codec::{Decoder, Frame, Limits, OpCode};
 use crate::ws::http::{self, Request};
+use crate::ws::{Decoder, Frame, Limits, OpCode};
 
 /// Pause before accepting again after the process ran out of descriptors.
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
@@ -733,7 +733,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
 }
 
 fn close_frame(code: u16, why: &str) -> Payload {
-    Payload::raw(crate::ws::codec::encode_close(code, why))
+    Payload::raw(crate::ws::encode_close(code, why))
 }
 
 /// go-wsc's JSON pong, encoded once per thread.

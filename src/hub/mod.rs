@@ -225,7 +225,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
             stats: Stats::default(),
             lifecycle: Lifecycle::Running,
             accept_paused: false,
-            ping_frame: Payload::encode(crate::ws::codec::OpCode::Ping, b""),
+            ping_frame: Payload::encode(crate::ws::OpCode::Ping, b""),
             now,
             started: now,
             json_protocol: true,
