@@ -67,6 +67,7 @@ pub use hub::{DEFAULT_QUEUE, DEFAULT_WHEEL, DefaultHub, Hub, Target};
 pub use message::{Message, Payload, Priority};
 pub use reason::{FailureReason, TimeoutKind};
 pub use stats::Stats;
+pub use ws::CloseCode;
 
 /// The README's examples, compiled and run as doctests.
 #[doc = include_str!("../README.md")]

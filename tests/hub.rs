@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use tungstenite::Message as WsMessage;
-use wshub::{DisconnectReason, HubEvent, Message};
+use wshub::{CloseCode, DisconnectReason, HubEvent, Message};
 
 #[test]
 fn identity_comes_from_the_handshake_and_sender_is_stamped() {
@@ -349,7 +349,7 @@ fn client_close_is_answered_and_reported() {
     );
     match hub.wait_for(|e| matches!(e, HubEvent::Disconnected { .. })) {
         HubEvent::Disconnected { reason, .. } => {
-            assert_eq!(reason, DisconnectReason::ClientClosed(1005))
+            assert_eq!(reason, DisconnectReason::ClientClosed(CloseCode::STATUS))
         }
         _ => unreachable!(),
     }

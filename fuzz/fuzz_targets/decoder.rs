@@ -40,7 +40,7 @@ fn own(frame: Frame<'_>) -> Event {
             Event::Ping(b.to_vec())
         }
         Frame::Pong(b) => Event::Pong(b.to_vec()),
-        Frame::Close(c) => Event::Close(c.map(|c| (c.code, c.reason.to_owned()))),
+        Frame::Close(c) => Event::Close(c.map(|c| (u16::from(c.code), c.reason.to_owned()))),
     }
 }
 

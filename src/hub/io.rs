@@ -14,7 +14,7 @@ use crate::conn::{Conn, ConnTimers, Phase};
 use crate::event::{ConnId, DisconnectReason, HubEvent};
 use crate::message::{Message, Payload, kind};
 use crate::ws::http::{self, Request};
-use crate::ws::{Decoder, Frame, Limits, OpCode};
+use crate::ws::{CloseCode, Decoder, Frame, Limits, OpCode};
 
 /// Pause before accepting again after the process ran out of descriptors.
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
@@ -24,9 +24,9 @@ const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 enum After {
     Nothing,
     /// The peer sent a close frame (with this code).
-    PeerClosed(u16),
+    PeerClosed(CloseCode),
     /// The peer broke the protocol: close with this code.
-    Violation(u16, &'static str),
+    Violation(CloseCode, &'static str),
 }
 
 impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
@@ -375,7 +375,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
             };
             match frame {
                 Frame::Close(close) => {
-                    after = After::PeerClosed(close.map_or(1005, |c| c.code));
+                    after = After::PeerClosed(close.map_or(CloseCode::STATUS, |c| c.code));
                     break;
                 }
                 // Only the close reply matters once we are closing.
@@ -472,7 +472,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
         }
     }
 
-    fn on_peer_close(&mut self, key: usize, code: u16) {
+    fn on_peer_close(&mut self, key: usize, code: CloseCode) {
         let conn = &mut self.conns[key];
         match conn.phase {
             // We closed first and this is the reply: the handshake is done.
@@ -485,8 +485,12 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
                 }
             }
             _ => {
-                // Echo the code (RFC 6455 5.5.1); 1005 means none was given.
-                let reply = if code == 1005 { 1000 } else { code };
+                // Echo the code (RFC 6455 5.5.1); STATUS (1005) means none was given.
+                let reply = if code == CloseCode::STATUS {
+                    CloseCode::NORMAL
+                } else {
+                    code
+                };
                 self.close_conn(
                     key,
                     DisconnectReason::ClientClosed(code),
@@ -523,7 +527,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
         &mut self,
         key: usize,
         reason: DisconnectReason,
-        code: u16,
+        code: CloseCode,
         why: &str,
         when: CloseWhen,
     ) {
@@ -576,7 +580,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
                 self.stats.control_dropped += 1;
             }
         }
-        self.close_conn(key, reason, 1000, why, CloseWhen::Now);
+        self.close_conn(key, reason, CloseCode::NORMAL, why, CloseWhen::Now);
     }
 
     fn rearm_phase_timer(&mut self, key: usize, after: Duration) {
@@ -732,7 +736,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
     }
 }
 
-fn close_frame(code: u16, why: &str) -> Payload {
+fn close_frame(code: CloseCode, why: &str) -> Payload {
     Payload::raw(crate::ws::encode_close(code, why))
 }
 

@@ -444,7 +444,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
             self.close_conn(
                 key,
                 crate::event::DisconnectReason::Shutdown,
-                1001,
+                crate::ws::CloseCode::AWAY,
                 "server shutting down",
                 crate::conn::outbox::CloseWhen::AfterData,
             );

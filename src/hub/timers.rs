@@ -6,6 +6,7 @@ use super::{Hub, TimerEvent};
 use crate::conn::outbox::CloseWhen;
 use crate::conn::{Phase, live};
 use crate::event::DisconnectReason;
+use crate::ws::CloseCode;
 
 impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
     pub(super) fn run_timers(&mut self) {
@@ -45,7 +46,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
                         self.close_conn(
                             id.index(),
                             DisconnectReason::IdleTimeout,
-                            1001,
+                            CloseCode::AWAY,
                             "idle timeout",
                             CloseWhen::Now,
                         );

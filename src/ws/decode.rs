@@ -8,7 +8,7 @@ use std::str;
 
 use super::header::{Header, Parsed, parse_header};
 use super::utf8::Utf8Validator;
-use super::{CloseFrame, Frame, OpCode, ProtocolError, apply_mask, is_valid_close_code};
+use super::{CloseCode, CloseFrame, Frame, OpCode, ProtocolError, apply_mask};
 
 /// Size limits enforced by a [`Decoder`].
 ///
@@ -345,6 +345,7 @@ impl Feed<'_> {
     /// # Example
     ///
     /// ```
+    /// use wshub::CloseCode;
     /// use wshub::codec::{Decoder, ProtocolError};
     ///
     /// let mut decoder = Decoder::default();
@@ -353,7 +354,7 @@ impl Feed<'_> {
     /// let mut feed = decoder.feed(&mut input);
     /// let err = feed.next_frame().unwrap_err();
     /// assert_eq!(err, ProtocolError::InvalidUtf8);
-    /// assert_eq!(err.close_code(), 1007);
+    /// assert_eq!(err.close_code(), CloseCode::INVALID);
     /// assert_eq!(feed.next_frame(), Ok(None)); // closed from now on
     /// ```
     pub fn next_frame(&mut self) -> Result<Option<Frame<'_>>, ProtocolError> {
@@ -570,9 +571,9 @@ fn to_frame(opcode: OpCode, payload: &[u8]) -> Result<Frame<'_>, ProtocolError> 
             [] => None,
             [_] => return Err(ProtocolError::InvalidClosePayload),
             [hi, lo, reason @ ..] => {
-                let code = u16::from_be_bytes([*hi, *lo]);
-                if !is_valid_close_code(code) {
-                    return Err(ProtocolError::InvalidCloseCode(code));
+                let code = CloseCode::from(u16::from_be_bytes([*hi, *lo]));
+                if !code.is_valid() {
+                    return Err(ProtocolError::InvalidCloseCode(code.into()));
                 }
                 let reason = str::from_utf8(reason).map_err(|_| ProtocolError::InvalidUtf8)?;
                 Some(CloseFrame { code, reason })

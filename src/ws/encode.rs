@@ -1,7 +1,7 @@
 //! What a server sends: unmasked frames.
 
-use super::OpCode;
 use super::frame::MAX_CONTROL_PAYLOAD;
+use super::{CloseCode, OpCode};
 
 /// Writes the header of an unmasked (server) frame into `out` and returns
 /// its length: 2, 4 or 10 bytes.
@@ -59,18 +59,19 @@ pub fn encode_frame(opcode: OpCode, payload: &[u8]) -> Vec<u8> {
 ///
 /// The reason is truncated on a character boundary to fit the 125-byte
 /// control frame limit. `code` is sent as given; it should pass
-/// [`is_valid_close_code`](super::is_valid_close_code). For a close without status use
+/// [`CloseCode::is_valid`]. For a close without status use
 /// `encode_frame(OpCode::Close, b"")`.
 ///
 /// # Example
 ///
 /// ```
+/// use wshub::CloseCode;
 /// use wshub::codec::encode_close;
 ///
-/// assert_eq!(encode_close(1000, "bye"), b"\x88\x05\x03\xe8bye");
-/// assert_eq!(encode_close(1001, &"é".repeat(100)).len(), 2 + 2 + 122);
+/// assert_eq!(encode_close(CloseCode::NORMAL, "bye"), b"\x88\x05\x03\xe8bye");
+/// assert_eq!(encode_close(CloseCode::AWAY, &"é".repeat(100)).len(), 2 + 2 + 122);
 /// ```
-pub fn encode_close(code: u16, reason: &str) -> Vec<u8> {
+pub fn encode_close(code: CloseCode, reason: &str) -> Vec<u8> {
     let mut end = reason.len().min(MAX_CONTROL_PAYLOAD - 2);
     while !reason.is_char_boundary(end) {
         end -= 1;
@@ -79,7 +80,7 @@ pub fn encode_close(code: u16, reason: &str) -> Vec<u8> {
     let n = encode_header(OpCode::Close, true, 2 + end, &mut header);
     let mut frame = Vec::with_capacity(n + 2 + end);
     frame.extend_from_slice(&header[..n]);
-    frame.extend_from_slice(&code.to_be_bytes());
+    frame.extend_from_slice(&u16::from(code).to_be_bytes());
     frame.extend_from_slice(&reason.as_bytes()[..end]);
     frame
 }
@@ -111,10 +112,10 @@ mod tests {
         assert_eq!(big.len(), 304);
         assert_eq!(big[..4], [0x82, 126, 0x01, 0x2C]);
 
-        let close = encode_close(1001, &"é".repeat(100));
+        let close = encode_close(CloseCode::AWAY, &"é".repeat(100));
         assert_eq!(close.len(), 2 + 125 - 1);
         assert_eq!(close[1] as usize, close.len() - 2);
         assert!(str::from_utf8(&close[4..]).is_ok());
-        assert_eq!(encode_close(1000, ""), [0x88, 2, 0x03, 0xE8]);
+        assert_eq!(encode_close(CloseCode::NORMAL, ""), [0x88, 2, 0x03, 0xE8]);
     }
 }

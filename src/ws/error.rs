@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use super::CloseCode;
+
 /// A violation of RFC 6455 by the peer.
 ///
 /// The connection must be failed: send a close frame with
@@ -10,13 +12,14 @@ use std::fmt;
 /// # Example
 ///
 /// ```
+/// use wshub::CloseCode;
 /// use wshub::codec::{Decoder, ProtocolError};
 ///
 /// let mut decoder = Decoder::default();
 /// let mut unmasked_text = *b"\x81\x02hi";
 /// let err = decoder.feed(&mut unmasked_text).next_frame().unwrap_err();
 /// assert_eq!(err, ProtocolError::UnmaskedFrame);
-/// assert_eq!(err.close_code(), 1002);
+/// assert_eq!(err.close_code(), CloseCode::PROTOCOL);
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -43,30 +46,34 @@ pub enum ProtocolError {
     MessageTooLarge,
     /// A text message or close reason that is not UTF-8.
     InvalidUtf8,
-    /// A close code that may not be sent (see [`is_valid_close_code`](super::is_valid_close_code)).
+    /// A close code that may not be sent (see [`CloseCode::is_valid`]); the
+    /// raw value, as received.
     InvalidCloseCode(u16),
     /// A close frame with a one-byte payload.
     InvalidClosePayload,
 }
 
 impl ProtocolError {
-    /// The close code to fail the connection with: 1007 for invalid UTF-8,
-    /// 1009 for oversized frames and messages, 1002 for everything else.
+    /// The close code to fail the connection with: [`CloseCode::INVALID`]
+    /// (1007) for invalid UTF-8, [`CloseCode::SIZE`] (1009) for oversized
+    /// frames and messages, [`CloseCode::PROTOCOL`] (1002) for everything
+    /// else.
     ///
     /// # Example
     ///
     /// ```
+    /// use wshub::CloseCode;
     /// use wshub::codec::ProtocolError;
     ///
-    /// assert_eq!(ProtocolError::InvalidUtf8.close_code(), 1007);
-    /// assert_eq!(ProtocolError::MessageTooLarge.close_code(), 1009);
-    /// assert_eq!(ProtocolError::ReservedBits.close_code(), 1002);
+    /// assert_eq!(ProtocolError::InvalidUtf8.close_code(), CloseCode::INVALID);
+    /// assert_eq!(ProtocolError::MessageTooLarge.close_code(), CloseCode::SIZE);
+    /// assert_eq!(ProtocolError::ReservedBits.close_code(), CloseCode::PROTOCOL);
     /// ```
-    pub fn close_code(&self) -> u16 {
+    pub fn close_code(&self) -> CloseCode {
         match self {
-            ProtocolError::InvalidUtf8 => 1007,
-            ProtocolError::FrameTooLarge | ProtocolError::MessageTooLarge => 1009,
-            _ => 1002,
+            ProtocolError::InvalidUtf8 => CloseCode::INVALID,
+            ProtocolError::FrameTooLarge | ProtocolError::MessageTooLarge => CloseCode::SIZE,
+            _ => CloseCode::PROTOCOL,
         }
     }
 }

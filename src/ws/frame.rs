@@ -1,6 +1,6 @@
 //! What goes over the wire: opcodes, and the frames the decoder hands out.
 
-use super::ProtocolError;
+use super::{CloseCode, ProtocolError};
 
 /// Largest payload of a control frame (RFC 6455 §5.5).
 pub(super) const MAX_CONTROL_PAYLOAD: usize = 125;
@@ -118,15 +118,16 @@ pub enum Frame<'a> {
 /// # Example
 ///
 /// ```
+/// use wshub::CloseCode;
 /// use wshub::codec::CloseFrame;
 ///
-/// let close = CloseFrame { code: 1001, reason: "going away" };
-/// assert_eq!(close.code, 1001);
+/// let close = CloseFrame { code: CloseCode::AWAY, reason: "going away" };
+/// assert_eq!(u16::from(close.code), 1001);
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CloseFrame<'a> {
-    /// Status code, already checked with [`is_valid_close_code`](super::is_valid_close_code).
-    pub code: u16,
+    /// Status code, already checked with [`CloseCode::is_valid`].
+    pub code: CloseCode,
     /// Reason, already checked to be UTF-8.
     pub reason: &'a str,
 }

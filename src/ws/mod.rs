@@ -23,6 +23,7 @@
 //! # Example
 //!
 //! ```
+//! use wshub::CloseCode;
 //! use wshub::codec::{Decoder, Frame, Limits, OpCode, apply_mask, encode_close, encode_frame, encode_header};
 //!
 //! // A frame as a client sends it: masked, here with a fixed key.
@@ -61,7 +62,7 @@
 //!             Ok(Some(Frame::Ping(payload))) => outbox.push(encode_frame(OpCode::Pong, payload)),
 //!             Ok(Some(Frame::Pong(_))) => {}
 //!             Ok(Some(Frame::Close(close))) => {
-//!                 let code = close.map_or(1000, |c| c.code);
+//!                 let code = close.map_or(CloseCode::NORMAL, |c| c.code);
 //!                 outbox.push(encode_close(code, ""));
 //!                 break 'reads;
 //!             }
@@ -85,7 +86,7 @@
 //! | file | concern |
 //! |---|---|
 //! | `frame` | [`OpCode`], the decoded [`Frame`] and its [`CloseFrame`] |
-//! | `close` | close status codes |
+//! | `close` | [`CloseCode`] |
 //! | `error` | [`ProtocolError`]: each violation and its close code |
 //! | `header` | parsing and checking a client frame header |
 //! | `decode` | [`Decoder`], [`Feed`], [`Limits`], reassembly of fragments |
@@ -104,7 +105,7 @@ pub mod http;
 mod mask;
 mod utf8;
 
-pub use close::is_valid_close_code;
+pub use close::CloseCode;
 pub use decode::{Decoder, Feed, Limits};
 pub use encode::{encode_close, encode_frame, encode_header};
 pub use error::ProtocolError;
@@ -116,6 +117,6 @@ pub use mask::apply_mask;
 pub mod codec {
     pub use super::{
         CloseFrame, Decoder, Feed, Frame, Limits, OpCode, ProtocolError, apply_mask, encode_close,
-        encode_frame, encode_header, is_valid_close_code,
+        encode_frame, encode_header,
     };
 }

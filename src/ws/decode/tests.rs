@@ -1,5 +1,6 @@
 use super::*;
 use crate::testutil::Rng;
+use crate::ws::CloseCode;
 
 const FIN: u8 = 0x80;
 const CONT: u8 = 0x0;
@@ -26,7 +27,7 @@ impl From<Frame<'_>> for Owned {
             Frame::Binary(b) => Owned::Binary(b.to_vec()),
             Frame::Ping(b) => Owned::Ping(b.to_vec()),
             Frame::Pong(b) => Owned::Pong(b.to_vec()),
-            Frame::Close(c) => Owned::Close(c.map(|c| (c.code, c.reason.to_owned()))),
+            Frame::Close(c) => Owned::Close(c.map(|c| (u16::from(c.code), c.reason.to_owned()))),
         }
     }
 }
@@ -116,7 +117,10 @@ fn unmasked_frame() {
         &frame_with(FIN | TEXT, b"hi", 0, None),
         ProtocolError::UnmaskedFrame,
     );
-    assert_eq!(ProtocolError::UnmaskedFrame.close_code(), 1002);
+    assert_eq!(
+        ProtocolError::UnmaskedFrame.close_code(),
+        CloseCode::PROTOCOL
+    );
 }
 
 #[test]
@@ -210,7 +214,7 @@ fn invalid_utf8() {
     ] {
         assert_err(&frame(FIN | TEXT, bad), ProtocolError::InvalidUtf8);
     }
-    assert_eq!(ProtocolError::InvalidUtf8.close_code(), 1007);
+    assert_eq!(ProtocolError::InvalidUtf8.close_code(), CloseCode::INVALID);
 }
 
 #[test]
@@ -309,7 +313,7 @@ fn limits() {
     let mut huge = huge[..14].to_vec();
     huge[2..10].copy_from_slice(&(1u64 << 40).to_be_bytes());
     assert_eq!(decode(&[&huge]), Err(ProtocolError::FrameTooLarge));
-    assert_eq!(ProtocolError::FrameTooLarge.close_code(), 1009);
+    assert_eq!(ProtocolError::FrameTooLarge.close_code(), CloseCode::SIZE);
 
     let limits = Limits {
         max_frame_size: 200,
@@ -333,7 +337,7 @@ fn limits() {
         run(&[&wire[..header_of_third]]),
         Err(ProtocolError::MessageTooLarge)
     );
-    assert_eq!(ProtocolError::MessageTooLarge.close_code(), 1009);
+    assert_eq!(ProtocolError::MessageTooLarge.close_code(), CloseCode::SIZE);
 }
 
 #[test]
@@ -341,7 +345,10 @@ fn close_frames() {
     let close = |payload: &[u8]| decode(&[&frame(FIN | CLOSE, payload)]);
     assert_eq!(close(b""), Ok(vec![Owned::Close(None)]));
     assert_eq!(close(b"\x03"), Err(ProtocolError::InvalidClosePayload));
-    assert_eq!(ProtocolError::InvalidClosePayload.close_code(), 1002);
+    assert_eq!(
+        ProtocolError::InvalidClosePayload.close_code(),
+        CloseCode::PROTOCOL
+    );
     assert_eq!(
         close(b"\x03\xe8bye"),
         Ok(vec![Owned::Close(Some((1000, "bye".to_owned())))])
