@@ -47,7 +47,7 @@ fuzz_target!(|data: &[u8]| {
                 }
                 Err(e) => {
                     let mut out = Vec::new();
-                    e.write_response(&mut out);
+                    http::write_error(&mut out, e.status(), &e.to_string());
                     assert!(out.starts_with(b"HTTP/1.1 4"), "{e:?}");
                 }
             }

@@ -510,7 +510,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
     /// Sends an HTTP response and closes once it is out.
     fn respond(&mut self, key: usize, status: u16, content_type: &str, body: &[u8]) {
         let mut resp = Vec::with_capacity(128 + body.len());
-        http::write_response(&mut resp, status, content_type, body, &[]);
+        http::write_response(&mut resp, status, content_type, body);
         let conn = &mut self.conns[key];
         conn.outbox.close(Payload::raw(resp), CloseWhen::Now);
         conn.phase = Phase::Closing {

@@ -3,8 +3,6 @@
 
 use std::fmt;
 
-use super::write_error;
-
 /// Most header lines a request may carry; one more is
 /// [`HttpError::TooManyHeaders`].
 ///
@@ -31,7 +29,9 @@ pub const MAX_HEADERS: usize = 32;
 pub(super) const MAX_METHOD_LEN: usize = 17;
 
 /// Why a request head could not be read. Answer it with
-/// [`HttpError::write_response`] and close the connection.
+/// [`write_error`](super::write_error), passing its
+/// [`status`](HttpError::status) and its `Display` text, and close the
+/// connection.
 ///
 /// ```
 /// use wshub::http::{parse_request, HttpError};
@@ -63,17 +63,6 @@ impl HttpError {
             HttpError::Malformed => 400,
             HttpError::HeadTooLarge | HttpError::TooManyHeaders => 431,
         }
-    }
-
-    /// Appends the matching error response (see [`write_error`]) to `out`.
-    ///
-    /// ```
-    /// let mut out = Vec::new();
-    /// wshub::http::HttpError::Malformed.write_response(&mut out);
-    /// assert!(out.starts_with(b"HTTP/1.1 400 Bad Request\r\n"));
-    /// ```
-    pub fn write_response(&self, out: &mut Vec<u8>) {
-        write_error(out, self.status(), &self.to_string());
     }
 }
 

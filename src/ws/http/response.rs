@@ -1,7 +1,7 @@
 //! Writing the few responses sent before a connection upgrades or closes.
 
 /// Content type used for plain-text error bodies.
-pub(super) const TEXT_PLAIN: &str = "text/plain; charset=utf-8";
+const TEXT_PLAIN: &str = "text/plain; charset=utf-8";
 
 /// Appends the `101 Switching Protocols` response that completes a
 /// handshake; `accept` comes from [`websocket_accept`](super::websocket_accept). WebSocket frames may
@@ -31,35 +31,33 @@ pub fn write_switching_protocols(out: &mut Vec<u8>, accept: &str) {
 
 /// Appends a complete response to `out`: status line, `Content-Type` (left
 /// out if `content_type` is empty), `Content-Length`,
-/// `Cache-Control: no-store`, `Connection: close`, then `extra_headers` in
-/// order, then `body`.
+/// `Cache-Control: no-store`, `Connection: close`, the headers the status
+/// requires, then `body`.
+///
+/// Only 426 (Upgrade Required) requires any: the one upgrade this server
+/// offers is WebSocket version 13, so every 426 says so with
+/// `Sec-WebSocket-Version: 13` (RFC 6455 §4.4) and `Upgrade: websocket`
+/// (RFC 9110 §15.5.22), whichever check refused the client.
 ///
 /// The hub closes the connection after every non-101 response, and says so,
 /// so that clients neither pipeline a second request nor wait for one. A
 /// status outside 100–999 is sent as 500, since it cannot be put on the
-/// wire. CR, LF and NUL in header names and values are replaced by spaces,
-/// so a caller-supplied string cannot inject headers or a body.
+/// wire. CR, LF and NUL in the content type are replaced by spaces, so a
+/// caller-supplied string cannot inject headers or a body.
 ///
 /// ```
 /// let mut out = Vec::new();
-/// wshub::http::write_response(&mut out, 200, "application/json", b"{}", &[("Retry-After", "5")]);
+/// wshub::http::write_response(&mut out, 200, "application/json", b"{}");
 /// assert_eq!(
 ///     out,
 ///     b"HTTP/1.1 200 OK\r\n\
 ///       Content-Type: application/json\r\n\
 ///       Content-Length: 2\r\n\
 ///       Cache-Control: no-store\r\n\
-///       Connection: close\r\n\
-///       Retry-After: 5\r\n\r\n{}",
+///       Connection: close\r\n\r\n{}",
 /// );
 /// ```
-pub fn write_response(
-    out: &mut Vec<u8>,
-    status: u16,
-    content_type: &str,
-    body: &[u8],
-    extra_headers: &[(&str, &str)],
-) {
+pub fn write_response(out: &mut Vec<u8>, status: u16, content_type: &str, body: &[u8]) {
     let status = if (100..=999).contains(&status) {
         status
     } else {
@@ -76,7 +74,7 @@ pub fn write_response(
     }
     push_header(out, "Content-Length", &body.len().to_string());
     out.extend_from_slice(b"Cache-Control: no-store\r\nConnection: close\r\n");
-    for (name, value) in extra_headers {
+    for (name, value) in status_headers(status) {
         push_header(out, name, value);
     }
     out.extend_from_slice(b"\r\n");
@@ -91,9 +89,23 @@ pub fn write_response(
 /// wshub::http::write_error(&mut out, 404, "not found");
 /// assert!(out.starts_with(b"HTTP/1.1 404 Not Found\r\n"));
 /// assert!(out.ends_with(b"\r\n\r\nnot found"));
+///
+/// let mut out = Vec::new();
+/// wshub::http::write_error(&mut out, 426, "unsupported WebSocket version");
+/// let text = String::from_utf8(out).unwrap();
+/// assert!(text.contains("\r\nSec-WebSocket-Version: 13\r\nUpgrade: websocket\r\n"));
 /// ```
 pub fn write_error(out: &mut Vec<u8>, status: u16, message: &str) {
-    write_response(out, status, TEXT_PLAIN, message.as_bytes(), &[]);
+    write_response(out, status, TEXT_PLAIN, message.as_bytes());
+}
+
+/// The headers `status` requires beyond the common ones (see
+/// [`write_response`]).
+fn status_headers(status: u16) -> &'static [(&'static str, &'static str)] {
+    match status {
+        426 => &[("Sec-WebSocket-Version", "13"), ("Upgrade", "websocket")],
+        _ => &[],
+    }
 }
 
 /// The standard reason phrase for `status`, or `""` for codes the hub never

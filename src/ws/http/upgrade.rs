@@ -3,11 +3,12 @@
 
 use std::fmt;
 
-use super::response::TEXT_PLAIN;
-use super::{Request, write_response};
+use super::Request;
 
 /// Why a request is not an acceptable WebSocket opening handshake. Answer it
-/// with [`HandshakeError::write_response`] and close the connection.
+/// with [`write_error`](super::write_error), passing its
+/// [`status`](HandshakeError::status) and its `Display` text (a 426 then
+/// names the version to use), and close the connection.
 ///
 /// ```
 /// use wshub::http::{parse_request, websocket_accept, HandshakeError};
@@ -49,33 +50,6 @@ impl HandshakeError {
             HandshakeError::UnsupportedVersion => 426,
             _ => 400,
         }
-    }
-
-    /// Appends the matching error response to `out`. A 426 carries
-    /// `Sec-WebSocket-Version: 13` (RFC 6455 §4.4) and `Upgrade: websocket`
-    /// (RFC 9110 §15.5.22) so the client can retry correctly.
-    ///
-    /// ```
-    /// let mut out = Vec::new();
-    /// wshub::http::HandshakeError::UnsupportedVersion.write_response(&mut out);
-    /// let text = String::from_utf8(out).unwrap();
-    /// assert!(text.starts_with("HTTP/1.1 426 Upgrade Required\r\n"));
-    /// assert!(text.contains("\r\nSec-WebSocket-Version: 13\r\n"));
-    /// ```
-    pub fn write_response(&self, out: &mut Vec<u8>) {
-        let extra: &[(&str, &str)] = match self {
-            HandshakeError::UnsupportedVersion => {
-                &[("Sec-WebSocket-Version", "13"), ("Upgrade", "websocket")]
-            }
-            _ => &[],
-        };
-        write_response(
-            out,
-            self.status(),
-            TEXT_PLAIN,
-            self.to_string().as_bytes(),
-            extra,
-        );
     }
 }
 
