@@ -239,14 +239,11 @@ impl Payload {
     }
 
     pub(crate) fn encode(opcode: OpCode, body: &[u8]) -> Payload {
-        let mut header = [0u8; 10];
-        let header_len = ws::encode_header(opcode, true, body.len(), &mut header);
-        let mut frame = Vec::with_capacity(header_len + body.len());
-        frame.extend_from_slice(&header[..header_len]);
-        frame.extend_from_slice(body);
+        let frame = ws::encode_frame(opcode, body);
         Payload {
+            // At most 10 bytes (RFC 6455 §5.2).
+            header_len: (frame.len() - body.len()) as u8,
             frame: frame.into(),
-            header_len: header_len as u8,
         }
     }
 

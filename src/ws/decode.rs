@@ -101,7 +101,7 @@ impl Decoder {
     /// use wshub::codec::{Decoder, Limits};
     ///
     /// let decoder = Decoder::new(Limits { max_frame_size: 4096, max_message_size: 65536 });
-    /// assert!(!decoder.is_closed());
+    /// assert_eq!(decoder.buffered_capacity(), 0);
     /// ```
     pub fn new(limits: Limits) -> Decoder {
         Decoder {
@@ -127,9 +127,9 @@ impl Decoder {
     /// * Call `next_frame` until it returns `Ok(None)`: by then every byte of
     ///   `input` has been used, and an incomplete frame at its end has been
     ///   copied into the decoder, to be completed by the next `feed`.
-    /// * After `Ok(Some(Frame::Close(_)))` or `Err(_)` the decoder is closed
-    ///   (see [`is_closed`](Decoder::is_closed)): the rest of the input and
-    ///   everything fed later is ignored, and `next_frame` returns `Ok(None)`.
+    /// * After `Ok(Some(Frame::Close(_)))` or `Err(_)` the decoder is closed:
+    ///   the rest of the input and everything fed later is ignored, and
+    ///   `next_frame` returns `Ok(None)`.
     ///   A close reply (or [`ProtocolError::close_code`]) is up to the caller.
     /// * Dropping the `Feed` early loses nothing: unread input is copied into
     ///   the decoder and decoded first by the next `feed`, which may be given
@@ -177,23 +177,6 @@ impl Decoder {
     /// ```
     pub fn buffered_capacity(&self) -> usize {
         self.saved.capacity() + self.msg.buf.capacity()
-    }
-
-    /// Returns `true` once a close frame has been delivered or a protocol
-    /// error reported. A closed decoder discards all input.
-    ///
-    /// # Example
-    ///
-    /// ```
-    /// use wshub::codec::Decoder;
-    ///
-    /// let mut decoder = Decoder::default();
-    /// let mut close = *b"\x88\x80\x00\x00\x00\x00"; // masked, empty close
-    /// decoder.feed(&mut close).next_frame().unwrap();
-    /// assert!(decoder.is_closed());
-    /// ```
-    pub fn is_closed(&self) -> bool {
-        self.closed
     }
 
     /// Checks what depends on decoder state, as soon as a header is known.

@@ -77,7 +77,6 @@
 //!
 //! assert_eq!(texts, [r#"{"n":1}"#]);
 //! assert_eq!(outbox.len(), 2); // pong + close
-//! assert!(decoder.is_closed());
 //! assert_eq!(decoder.buffered_capacity(), 0);
 //! ```
 //!

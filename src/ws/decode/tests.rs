@@ -107,7 +107,7 @@ fn assert_err(bytes: &[u8], expected: ProtocolError) {
         decode_with(&mut dec, &one_byte_at_a_time(bytes)),
         Err(expected)
     );
-    assert!(dec.is_closed());
+    assert!(dec.closed);
     assert_eq!(dec.buffered_capacity(), 0);
 }
 
@@ -380,7 +380,7 @@ fn input_after_close_is_ignored() {
     .concat();
     let expected = vec![text("a"), Owned::Close(None)];
     assert_eq!(decode_with(&mut dec, &[&wire]), Ok(expected));
-    assert!(dec.is_closed());
+    assert!(dec.closed);
     assert_eq!(
         decode_with(&mut dec, &[&frame(FIN | TEXT, b"c")]),
         Ok(vec![])
@@ -410,7 +410,7 @@ fn decoder_is_closed_after_error() {
     assert_eq!(feed.next_frame(), Err(ProtocolError::InvalidUtf8));
     assert_eq!(feed.next_frame(), Ok(None));
     drop(feed);
-    assert!(dec.is_closed());
+    assert!(dec.closed);
     assert_eq!(
         decode_with(&mut dec, &[&frame(FIN | TEXT, b"b")]),
         Ok(vec![])
