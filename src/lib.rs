@@ -51,7 +51,6 @@ mod ws;
 
 pub use failure::reason;
 pub use util::{queue, timer};
-pub use ws::{codec, http};
 
 pub use auth::{Authenticator, Identity, Rejection};
 pub use config::HubConfig;
@@ -68,6 +67,24 @@ pub use message::{Message, Payload, Priority};
 pub use reason::{FailureReason, TimeoutKind};
 pub use stats::Stats;
 pub use ws::CloseCode;
+pub use ws::http::Request;
+
+/// Internals for the crate's own benches and fuzz targets; not a stable API.
+#[doc(hidden)]
+pub mod __private {
+    /// The WebSocket protocol layer: frames, the decoder, encoders and the
+    /// HTTP upgrade.
+    pub mod ws {
+        pub use crate::ws::http::{
+            HandshakeError, HttpError, parse_request, percent_decode, websocket_accept,
+            write_error, write_response, write_switching_protocols,
+        };
+        pub use crate::ws::{
+            CloseFrame, Decoder, Feed, Frame, Limits, OpCode, ProtocolError, apply_mask,
+            encode_close, encode_frame, encode_header,
+        };
+    }
+}
 
 /// The README's examples, compiled and run as doctests.
 #[doc = include_str!("../README.md")]

@@ -1,6 +1,6 @@
-//! The inbound message path: `codec::Decoder` fed the same bytes whole and in
-//! arbitrary splits (with feeds sometimes dropped early) must decode the same
-//! frames and the same error, and every text message goes through
+//! The inbound message path: the WebSocket `Decoder` fed the same bytes whole
+//! and in arbitrary splits (with feeds sometimes dropped early) must decode
+//! the same frames and the same error, and every text message goes through
 //! `Message::decode` as the hub does.
 //!
 //! Input: byte 0 = number of split sizes `k` (mod 16), bytes 1..=k = split
@@ -8,8 +8,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use wshub::__private::ws::{Decoder, Frame, Limits};
 use wshub::Message;
-use wshub::codec::{Decoder, Frame, Limits};
 
 /// Small limits, so that the size checks are reached with small inputs.
 const LIMITS: Limits = Limits {

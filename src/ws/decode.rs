@@ -19,7 +19,7 @@ use super::{CloseCode, CloseFrame, Frame, OpCode, ProtocolError, apply_mask};
 /// # Example
 ///
 /// ```
-/// use wshub::codec::{Decoder, Limits};
+/// use wshub::__private::ws::{Decoder, Limits};
 ///
 /// let limits = Limits { max_frame_size: 64 << 10, max_message_size: 1 << 20 };
 /// let decoder = Decoder::new(limits);
@@ -50,7 +50,7 @@ impl Default for Limits {
 /// # Example
 ///
 /// ```
-/// use wshub::codec::{Decoder, Limits};
+/// use wshub::__private::ws::{Decoder, Limits};
 ///
 /// let decoder = Decoder::new(Limits::default());
 /// assert_eq!(decoder.buffered_capacity(), 0);
@@ -98,7 +98,7 @@ impl Decoder {
     /// # Example
     ///
     /// ```
-    /// use wshub::codec::{Decoder, Limits};
+    /// use wshub::__private::ws::{Decoder, Limits};
     ///
     /// let decoder = Decoder::new(Limits { max_frame_size: 4096, max_message_size: 65536 });
     /// assert_eq!(decoder.buffered_capacity(), 0);
@@ -138,7 +138,7 @@ impl Decoder {
     /// # Example
     ///
     /// ```
-    /// use wshub::codec::{Decoder, Frame};
+    /// use wshub::__private::ws::{Decoder, Frame};
     ///
     /// // "Hello" from RFC 6455 §5.7, masked, arriving in two reads.
     /// let mut wire = *b"\x81\x85\x37\xfa\x21\x3d\x7f\x9f\x4d\x51\x58";
@@ -168,7 +168,7 @@ impl Decoder {
     /// # Example
     ///
     /// ```
-    /// use wshub::codec::Decoder;
+    /// use wshub::__private::ws::Decoder;
     ///
     /// let mut decoder = Decoder::default();
     /// let mut half_a_header = [0x81];
@@ -294,7 +294,7 @@ impl Decoder {
 /// # Example
 ///
 /// ```
-/// use wshub::codec::{Decoder, Frame};
+/// use wshub::__private::ws::{Decoder, Frame};
 ///
 /// let mut decoder = Decoder::default();
 /// // Two masked pings (mask 0, so the payloads read as plain text).
@@ -307,7 +307,7 @@ impl Decoder {
 ///     }
 /// }
 /// assert_eq!(pings, [b"a", b"b"]);
-/// # Ok::<(), wshub::codec::ProtocolError>(())
+/// # Ok::<(), wshub::__private::ws::ProtocolError>(())
 /// ```
 #[must_use = "input is only decoded by calling `next_frame`"]
 pub struct Feed<'a> {
@@ -329,7 +329,7 @@ impl Feed<'_> {
     ///
     /// ```
     /// use wshub::CloseCode;
-    /// use wshub::codec::{Decoder, ProtocolError};
+    /// use wshub::__private::ws::{Decoder, ProtocolError};
     ///
     /// let mut decoder = Decoder::default();
     /// // Masked text frame whose payload is not UTF-8.

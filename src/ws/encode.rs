@@ -12,7 +12,7 @@ use super::{CloseCode, OpCode};
 /// # Example
 ///
 /// ```
-/// use wshub::codec::{OpCode, encode_header};
+/// use wshub::__private::ws::{OpCode, encode_header};
 ///
 /// let mut header = [0; 10];
 /// let n = encode_header(OpCode::Binary, true, 300, &mut header);
@@ -40,7 +40,7 @@ pub fn encode_header(opcode: OpCode, fin: bool, payload_len: usize, out: &mut [u
 /// # Example
 ///
 /// ```
-/// use wshub::codec::{OpCode, encode_frame};
+/// use wshub::__private::ws::{OpCode, encode_frame};
 ///
 /// assert_eq!(encode_frame(OpCode::Text, b"hi"), b"\x81\x02hi");
 /// assert_eq!(encode_frame(OpCode::Close, b""), b"\x88\x00"); // close without status
@@ -66,7 +66,7 @@ pub fn encode_frame(opcode: OpCode, payload: &[u8]) -> Vec<u8> {
 ///
 /// ```
 /// use wshub::CloseCode;
-/// use wshub::codec::encode_close;
+/// use wshub::__private::ws::encode_close;
 ///
 /// assert_eq!(encode_close(CloseCode::NORMAL, "bye"), b"\x88\x05\x03\xe8bye");
 /// assert_eq!(encode_close(CloseCode::AWAY, &"é".repeat(100)).len(), 2 + 2 + 122);

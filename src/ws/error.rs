@@ -13,7 +13,7 @@ use super::CloseCode;
 ///
 /// ```
 /// use wshub::CloseCode;
-/// use wshub::codec::{Decoder, ProtocolError};
+/// use wshub::__private::ws::{Decoder, ProtocolError};
 ///
 /// let mut decoder = Decoder::default();
 /// let mut unmasked_text = *b"\x81\x02hi";
@@ -63,7 +63,7 @@ impl ProtocolError {
     ///
     /// ```
     /// use wshub::CloseCode;
-    /// use wshub::codec::ProtocolError;
+    /// use wshub::__private::ws::ProtocolError;
     ///
     /// assert_eq!(ProtocolError::InvalidUtf8.close_code(), CloseCode::INVALID);
     /// assert_eq!(ProtocolError::MessageTooLarge.close_code(), CloseCode::SIZE);

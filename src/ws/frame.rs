@@ -10,7 +10,7 @@ pub(super) const MAX_CONTROL_PAYLOAD: usize = 125;
 /// # Example
 ///
 /// ```
-/// use wshub::codec::OpCode;
+/// use wshub::__private::ws::OpCode;
 ///
 /// assert_eq!(u8::from(OpCode::Ping), 0x9);
 /// assert_eq!(OpCode::try_from(0x2), Ok(OpCode::Binary));
@@ -39,7 +39,7 @@ impl OpCode {
     /// # Example
     ///
     /// ```
-    /// use wshub::codec::OpCode;
+    /// use wshub::__private::ws::OpCode;
     ///
     /// assert!(OpCode::Pong.is_control());
     /// assert!(!OpCode::Text.is_control());
@@ -86,7 +86,7 @@ impl TryFrom<u8> for OpCode {
 /// # Example
 ///
 /// ```
-/// use wshub::codec::{CloseFrame, Frame};
+/// use wshub::__private::ws::{CloseFrame, Frame};
 ///
 /// fn describe(frame: Frame<'_>) -> String {
 ///     match frame {
@@ -119,7 +119,7 @@ pub enum Frame<'a> {
 ///
 /// ```
 /// use wshub::CloseCode;
-/// use wshub::codec::CloseFrame;
+/// use wshub::__private::ws::CloseFrame;
 ///
 /// let close = CloseFrame { code: CloseCode::AWAY, reason: "going away" };
 /// assert_eq!(u16::from(close.code), 1001);

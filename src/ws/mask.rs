@@ -7,7 +7,7 @@
 /// # Example
 ///
 /// ```
-/// use wshub::codec::apply_mask;
+/// use wshub::__private::ws::apply_mask;
 ///
 /// let mask = [0x37, 0xfa, 0x21, 0x3d];
 /// let mut payload = *b"Hello, world";

@@ -24,7 +24,7 @@
 //!
 //! ```
 //! use wshub::CloseCode;
-//! use wshub::codec::{Decoder, Frame, Limits, OpCode, apply_mask, encode_close, encode_frame, encode_header};
+//! use wshub::__private::ws::{Decoder, Frame, Limits, OpCode, apply_mask, encode_close, encode_frame, encode_header};
 //!
 //! // A frame as a client sends it: masked, here with a fixed key.
 //! fn client_frame(opcode: OpCode, fin: bool, payload: &[u8]) -> Vec<u8> {
@@ -100,7 +100,7 @@ mod encode;
 mod error;
 mod frame;
 mod header;
-pub mod http;
+pub(crate) mod http;
 mod mask;
 mod utf8;
 
@@ -110,12 +110,3 @@ pub use encode::{encode_close, encode_frame, encode_header};
 pub use error::ProtocolError;
 pub use frame::{CloseFrame, Frame, OpCode};
 pub use mask::apply_mask;
-
-/// The frame codec under its former path (`wshub::codec`), until the
-/// crate's paths move.
-pub mod codec {
-    pub use super::{
-        CloseFrame, Decoder, Feed, Frame, Limits, OpCode, ProtocolError, apply_mask, encode_close,
-        encode_frame, encode_header,
-    };
-}

@@ -10,7 +10,7 @@
 //! connection slot until the head limit or a timeout.
 //!
 //! ```
-//! use wshub::http::{parse_request, websocket_accept, write_switching_protocols};
+//! use wshub::__private::ws::{parse_request, websocket_accept, write_switching_protocols};
 //!
 //! let buf = b"GET /ws?user_id=alice HTTP/1.1\r\n\
 //!             Host: example.com\r\n\
@@ -31,8 +31,8 @@ mod request;
 mod response;
 mod upgrade;
 
-pub use request::{HttpError, MAX_HEADERS, Request, parse_request, percent_decode};
-pub use response::{reason_phrase, write_error, write_response, write_switching_protocols};
+pub use request::{HttpError, Request, parse_request, percent_decode};
+pub use response::{write_error, write_response, write_switching_protocols};
 pub use upgrade::{HandshakeError, websocket_accept};
 
 #[cfg(test)]

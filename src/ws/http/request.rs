@@ -8,19 +8,7 @@ use std::fmt;
 ///
 /// Browsers send 10–20 on a WebSocket upgrade; 32 leaves room for proxies and
 /// cookies while keeping the parser's scratch array on the stack small.
-///
-/// ```
-/// let mut head = String::from("GET / HTTP/1.1\r\n");
-/// for i in 0..=wshub::http::MAX_HEADERS {
-///     head.push_str(&format!("X-{i}: v\r\n"));
-/// }
-/// head.push_str("\r\n");
-/// assert_eq!(
-///     wshub::http::parse_request(head.as_bytes(), 8192).unwrap_err(),
-///     wshub::http::HttpError::TooManyHeaders,
-/// );
-/// ```
-pub const MAX_HEADERS: usize = 32;
+pub(super) const MAX_HEADERS: usize = 32;
 
 /// Longest method token accepted. httparse only rejects a method at its first
 /// non-token byte, so without this a stream of letters ("AAAA…") would be
@@ -34,7 +22,7 @@ pub(super) const MAX_METHOD_LEN: usize = 17;
 /// connection.
 ///
 /// ```
-/// use wshub::http::{parse_request, HttpError};
+/// use wshub::__private::ws::{parse_request, HttpError};
 /// let err = parse_request(b"\x16\x03\x01", 8192).unwrap_err();
 /// assert_eq!(err, HttpError::Malformed);
 /// assert_eq!(err.status(), 400);
@@ -47,7 +35,7 @@ pub enum HttpError {
     Malformed,
     /// The head did not end within `max_head` bytes.
     HeadTooLarge,
-    /// The head has more than [`MAX_HEADERS`] header lines.
+    /// The head has more than `MAX_HEADERS` (32) header lines.
     TooManyHeaders,
 }
 
@@ -56,7 +44,7 @@ impl HttpError {
     /// (Request Header Fields Too Large) otherwise.
     ///
     /// ```
-    /// assert_eq!(wshub::http::HttpError::HeadTooLarge.status(), 431);
+    /// assert_eq!(wshub::__private::ws::HttpError::HeadTooLarge.status(), 431);
     /// ```
     pub fn status(&self) -> u16 {
         match self {
@@ -78,18 +66,21 @@ impl fmt::Display for HttpError {
 
 impl std::error::Error for HttpError {}
 
-/// A parsed request head, owning its data so the read buffer can be reused.
+/// A parsed HTTP request head, owning its data so the read buffer can be
+/// reused. The hub's authenticator gets one for every WebSocket upgrade.
+///
+/// Its fields are public, so a test can build one:
 ///
 /// ```
-/// let (req, _) = wshub::http::parse_request(
-///     b"GET /health/live?verbose=1 HTTP/1.1\r\nHost: h\r\n\r\n",
-///     8192,
-/// )
-/// .unwrap()
-/// .unwrap();
-/// assert_eq!((req.method.as_str(), req.path.as_str()), ("GET", "/health/live"));
-/// assert_eq!(req.query, "verbose=1");
-/// assert_eq!(req.header("host"), Some("h"));
+/// let req = wshub::Request {
+///     method: "GET".into(),
+///     path: "/ws".into(),
+///     query: "user_id=alice".into(),
+///     version: 1,
+///     headers: vec![("Host".into(), b"example.com".to_vec())],
+/// };
+/// assert_eq!(req.query_param("user_id").as_deref(), Some("alice"));
+/// assert_eq!(req.header("host"), Some("example.com"));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
@@ -117,9 +108,13 @@ impl Request {
     /// UTF-8.
     ///
     /// ```
-    /// let (req, _) = wshub::http::parse_request(b"GET / HTTP/1.1\r\nX-Token: abc\r\n\r\n", 64)
-    ///     .unwrap()
-    ///     .unwrap();
+    /// let req = wshub::Request {
+    ///     method: "GET".into(),
+    ///     path: "/".into(),
+    ///     query: String::new(),
+    ///     version: 1,
+    ///     headers: vec![("X-Token".into(), b"abc".to_vec())],
+    /// };
     /// assert_eq!(req.header("x-token"), Some("abc"));
     /// assert_eq!(req.header("X-Other"), None);
     /// ```
@@ -136,12 +131,13 @@ impl Request {
     /// be split over several header lines (RFC 9110 §5.3), so all are checked.
     ///
     /// ```
-    /// let (req, _) = wshub::http::parse_request(
-    ///     b"GET / HTTP/1.1\r\nConnection: keep-alive, Upgrade\r\n\r\n",
-    ///     256,
-    /// )
-    /// .unwrap()
-    /// .unwrap();
+    /// let req = wshub::Request {
+    ///     method: "GET".into(),
+    ///     path: "/".into(),
+    ///     query: String::new(),
+    ///     version: 1,
+    ///     headers: vec![("Connection".into(), b"keep-alive, Upgrade".to_vec())],
+    /// };
     /// assert!(req.header_has_token("connection", "upgrade"));
     /// assert!(!req.header_has_token("connection", "close"));
     /// ```
@@ -153,9 +149,10 @@ impl Request {
             .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
     }
 
-    /// The first query parameter named `name`, decoded with
-    /// [`percent_decode`] (so `+` is a space). Names are decoded before they
-    /// are compared; a parameter without `=` has the empty value.
+    /// The first query parameter named `name`, percent-decoded as browsers
+    /// and `URLSearchParams` encode it (`application/x-www-form-urlencoded`,
+    /// so `+` is a space). Names are decoded before they are compared; a
+    /// parameter without `=` has the empty value.
     ///
     /// Returns `None` if the parameter is absent, or if the value of its
     /// first occurrence is not validly encoded (a bad `%` escape, or bytes
@@ -163,12 +160,13 @@ impl Request {
     /// malformed first value cannot be papered over by a second one.
     ///
     /// ```
-    /// let (req, _) = wshub::http::parse_request(
-    ///     b"GET /ws?user_id=%E5%BC%A0+san&client_id&bad=%zz HTTP/1.1\r\n\r\n",
-    ///     256,
-    /// )
-    /// .unwrap()
-    /// .unwrap();
+    /// let req = wshub::Request {
+    ///     method: "GET".into(),
+    ///     path: "/ws".into(),
+    ///     query: "user_id=%E5%BC%A0+san&client_id&bad=%zz".into(),
+    ///     version: 1,
+    ///     headers: Vec::new(),
+    /// };
     /// assert_eq!(req.query_param("user_id").as_deref(), Some("张 san"));
     /// assert_eq!(req.query_param("client_id").as_deref(), Some(""));
     /// assert_eq!(req.query_param("bad"), None);
@@ -192,12 +190,16 @@ impl Request {
 
     /// Whether the client asks to switch to WebSocket: an `Upgrade` header
     /// listing `websocket` (case-insensitive). This only routes the request;
-    /// [`websocket_accept`](super::websocket_accept) decides whether the handshake is valid.
+    /// the handshake checks decide whether it is a valid upgrade.
     ///
     /// ```
-    /// let (req, _) = wshub::http::parse_request(b"GET /ws HTTP/1.1\r\nUpgrade: WebSocket\r\n\r\n", 256)
-    ///     .unwrap()
-    ///     .unwrap();
+    /// let req = wshub::Request {
+    ///     method: "GET".into(),
+    ///     path: "/ws".into(),
+    ///     query: String::new(),
+    ///     version: 1,
+    ///     headers: vec![("Upgrade".into(), b"WebSocket".to_vec())],
+    /// };
     /// assert!(req.is_websocket_upgrade());
     /// ```
     pub fn is_websocket_upgrade(&self) -> bool {
@@ -218,7 +220,7 @@ impl Request {
 /// byte.
 ///
 /// ```
-/// use wshub::http::{parse_request, HttpError};
+/// use wshub::__private::ws::{parse_request, HttpError};
 ///
 /// let buf = b"GET / HTTP/1.1\r\nHost: h\r\n\r\n\x81\x80";
 /// assert_eq!(parse_request(&buf[..10], 8192), Ok(None));
@@ -312,7 +314,7 @@ pub(super) fn split_target(target: &str) -> (&str, &str) {
 /// different byte strings map to the same user id).
 ///
 /// ```
-/// use wshub::http::percent_decode;
+/// use wshub::__private::ws::percent_decode;
 /// assert_eq!(percent_decode("%E5%BC%A0%E4%B8%89").as_deref(), Some("张三"));
 /// assert_eq!(percent_decode("a%2Bb+c").as_deref(), Some("a+b c"));
 /// assert_eq!(percent_decode("100%"), None);

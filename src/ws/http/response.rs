@@ -9,7 +9,7 @@ const TEXT_PLAIN: &str = "text/plain; charset=utf-8";
 ///
 /// ```
 /// let mut out = Vec::new();
-/// wshub::http::write_switching_protocols(&mut out, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+/// wshub::__private::ws::write_switching_protocols(&mut out, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
 /// assert_eq!(
 ///     out,
 ///     b"HTTP/1.1 101 Switching Protocols\r\n\
@@ -47,7 +47,7 @@ pub fn write_switching_protocols(out: &mut Vec<u8>, accept: &str) {
 ///
 /// ```
 /// let mut out = Vec::new();
-/// wshub::http::write_response(&mut out, 200, "application/json", b"{}");
+/// wshub::__private::ws::write_response(&mut out, 200, "application/json", b"{}");
 /// assert_eq!(
 ///     out,
 ///     b"HTTP/1.1 200 OK\r\n\
@@ -86,12 +86,12 @@ pub fn write_response(out: &mut Vec<u8>, status: u16, content_type: &str, body: 
 ///
 /// ```
 /// let mut out = Vec::new();
-/// wshub::http::write_error(&mut out, 404, "not found");
+/// wshub::__private::ws::write_error(&mut out, 404, "not found");
 /// assert!(out.starts_with(b"HTTP/1.1 404 Not Found\r\n"));
 /// assert!(out.ends_with(b"\r\n\r\nnot found"));
 ///
 /// let mut out = Vec::new();
-/// wshub::http::write_error(&mut out, 426, "unsupported WebSocket version");
+/// wshub::__private::ws::write_error(&mut out, 426, "unsupported WebSocket version");
 /// let text = String::from_utf8(out).unwrap();
 /// assert!(text.contains("\r\nSec-WebSocket-Version: 13\r\nUpgrade: websocket\r\n"));
 /// ```
@@ -110,12 +110,7 @@ fn status_headers(status: u16) -> &'static [(&'static str, &'static str)] {
 
 /// The standard reason phrase for `status`, or `""` for codes the hub never
 /// sends (an empty reason phrase is valid HTTP/1.1).
-///
-/// ```
-/// assert_eq!(wshub::http::reason_phrase(431), "Request Header Fields Too Large");
-/// assert_eq!(wshub::http::reason_phrase(299), "");
-/// ```
-pub fn reason_phrase(status: u16) -> &'static str {
+pub(super) fn reason_phrase(status: u16) -> &'static str {
     match status {
         101 => "Switching Protocols",
         200 => "OK",

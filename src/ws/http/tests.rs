@@ -1,4 +1,5 @@
-use super::request::{MAX_METHOD_LEN, split_target};
+use super::request::{MAX_HEADERS, MAX_METHOD_LEN, split_target};
+use super::response::reason_phrase;
 use super::*;
 use crate::testutil::Rng;
 

@@ -11,7 +11,7 @@ use super::Request;
 /// names the version to use), and close the connection.
 ///
 /// ```
-/// use wshub::http::{parse_request, websocket_accept, HandshakeError};
+/// use wshub::__private::ws::{parse_request, websocket_accept, HandshakeError};
 /// let (req, _) = parse_request(b"GET /ws HTTP/1.1\r\nHost: h\r\n\r\n", 8192).unwrap().unwrap();
 /// let err = websocket_accept(&req).unwrap_err();
 /// assert_eq!(err, HandshakeError::MissingConnectionUpgrade);
@@ -42,8 +42,8 @@ impl HandshakeError {
     /// [`HandshakeError::UnsupportedVersion`], 400 otherwise.
     ///
     /// ```
-    /// assert_eq!(wshub::http::HandshakeError::UnsupportedVersion.status(), 426);
-    /// assert_eq!(wshub::http::HandshakeError::MissingKey.status(), 400);
+    /// assert_eq!(wshub::__private::ws::HandshakeError::UnsupportedVersion.status(), 426);
+    /// assert_eq!(wshub::__private::ws::HandshakeError::MissingKey.status(), 400);
     /// ```
     pub fn status(&self) -> u16 {
         match self {
@@ -76,7 +76,7 @@ impl std::error::Error for HandshakeError {}
 /// them declines them, which every client must accept.
 ///
 /// ```
-/// use wshub::http::{parse_request, websocket_accept};
+/// use wshub::__private::ws::{parse_request, websocket_accept};
 /// let head = b"GET /ws HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n\
 ///              Connection: keep-alive, Upgrade\r\nSec-WebSocket-Version: 13\r\n\
 ///              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
