@@ -1,9 +1,10 @@
-//! The HTTP/1.1 side of the hub: reading a request head that arrives in
-//! pieces, validating a WebSocket opening handshake (RFC 6455 §4.2), and
-//! writing the few responses sent before a connection upgrades or closes.
+//! The HTTP/1.1 side of a WebSocket server: reading a request head that
+//! arrives in pieces (`request`), validating a WebSocket opening handshake
+//! (RFC 6455 §4.2, `upgrade`), and writing the few responses sent before a
+//! connection upgrades or closes (`response`).
 //!
-//! Everything here is stateless: the hub keeps the bytes read so far and calls
-//! [`parse_request`] again after each read. That re-parses the whole prefix
+//! Everything here is stateless: the caller keeps the bytes read so far and
+//! calls [`parse_request`] again after each read. That re-parses the whole prefix
 //! every time, which is cheap because `max_head` bounds it and httparse
 //! rejects non-HTTP input within the first few bytes, so a misdirected TLS
 //! client or port scanner is turned away at once instead of holding a
