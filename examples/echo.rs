@@ -13,8 +13,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use wshub::http::Request;
-use wshub::{Hub, HubConfig, HubEvent, Identity, Rejection, Target};
+use wshub::{Hub, HubConfig, HubEvent, Identity, Rejection, Request, Target};
 
 const USAGE: &str = "usage: echo [--addr HOST:PORT]";
 

@@ -80,7 +80,7 @@ impl std::error::Error for Rejection {}
 /// authenticator:
 ///
 /// ```
-/// use wshub::{Identity, Rejection, http::Request};
+/// use wshub::{Identity, Rejection, Request};
 /// let auth = |req: &Request| -> Result<Identity, Rejection> {
 ///     if req.header("authorization") != Some("Bearer secret") {
 ///         return Err(Rejection::new(401, "missing or bad token"));
@@ -109,8 +109,13 @@ where
 /// user do not replace each other; `user_type` defaults to `user`.
 ///
 /// ```
-/// let req = wshub::http::parse_request(b"GET /ws?user_id=al%20ice HTTP/1.1\r\n\r\n", 8192)
-///     .unwrap().unwrap().0;
+/// let req = wshub::Request {
+///     method: "GET".into(),
+///     path: "/ws".into(),
+///     query: "user_id=al%20ice".into(),
+///     version: 1,
+///     headers: Vec::new(),
+/// };
 /// let id = wshub::auth::identity_from_query(&req).unwrap();
 /// assert_eq!((&*id.user_id, &*id.client_id, &*id.user_type), ("al ice", "", "user"));
 /// ```

@@ -5,6 +5,7 @@ use std::fmt;
 
 use crate::auth::Identity;
 use crate::message::{Message, Payload};
+use crate::ws::CloseCode;
 
 /// Names one connection. A `ConnId` goes stale when its connection closes: a
 /// later connection that reuses the slot gets a different id, so a send or
@@ -31,15 +32,17 @@ impl fmt::Display for ConnId {
 /// Why a connection ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DisconnectReason {
-    /// The client sent a close frame with this code (1005 when it gave none).
-    ClientClosed(u16),
+    /// The client sent a close frame with this code
+    /// ([`CloseCode::STATUS`], 1005, when it gave none).
+    ClientClosed(CloseCode),
     /// The TCP connection ended without a close handshake.
     ConnectionLost,
     /// Reading or writing failed with this I/O error kind.
     Io(std::io::ErrorKind),
-    /// The client broke the protocol; the hub closed with this code (1002
-    /// protocol error, 1007 invalid UTF-8, 1009 too large).
-    ProtocolError(u16),
+    /// The client broke the protocol; the hub closed with this code
+    /// ([`CloseCode::PROTOCOL`], [`CloseCode::INVALID`] for invalid UTF-8,
+    /// [`CloseCode::SIZE`] for a message too large).
+    ProtocolError(CloseCode),
     /// Nothing arrived within the client timeout (the heartbeat was lost).
     IdleTimeout,
     /// The host kicked the connection.

@@ -51,7 +51,6 @@ mod ws;
 
 pub use failure::reason;
 pub use util::{queue, timer};
-pub use ws::{codec, http};
 
 pub use auth::{Authenticator, Identity, Rejection};
 pub use config::HubConfig;
@@ -67,12 +66,27 @@ pub use hub::{DEFAULT_QUEUE, DEFAULT_WHEEL, DefaultHub, Hub, Target};
 pub use message::{Message, Payload, Priority};
 pub use reason::{FailureReason, TimeoutKind};
 pub use stats::Stats;
+pub use ws::CloseCode;
+pub use ws::http::Request;
 
 /// Internals that the crate's own benches, fuzz targets and integration
 /// tests reach into. Not part of the API: anything here may change or go
 /// away in any release.
 #[doc(hidden)]
 pub mod __private {
+    /// The WebSocket protocol layer: frames, the decoder, encoders and the
+    /// HTTP upgrade.
+    pub mod ws {
+        pub use crate::ws::http::{
+            HandshakeError, HttpError, parse_request, percent_decode, websocket_accept,
+            write_error, write_response, write_switching_protocols,
+        };
+        pub use crate::ws::{
+            CloseFrame, Decoder, Feed, Frame, Limits, OpCode, ProtocolError, apply_mask,
+            encode_close, encode_frame, encode_header,
+        };
+    }
+
     /// The retry budget's bucket and the jitter's random source.
     pub mod retry {
         pub use crate::retry::budget::RetryBudget;

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ws::codec::{self, OpCode};
+use crate::ws::{self, OpCode};
 
 /// Well-known values of [`Message::message_type`].
 ///
@@ -274,14 +274,11 @@ impl Payload {
     }
 
     pub(crate) fn encode(opcode: OpCode, body: &[u8]) -> Payload {
-        let mut header = [0u8; 10];
-        let header_len = codec::encode_header(opcode, true, body.len(), &mut header);
-        let mut frame = Vec::with_capacity(header_len + body.len());
-        frame.extend_from_slice(&header[..header_len]);
-        frame.extend_from_slice(body);
+        let frame = ws::encode_frame(opcode, body);
         Payload {
+            // At most 10 bytes (RFC 6455 §5.2).
+            header_len: (frame.len() - body.len()) as u8,
             frame: frame.into(),
-            header_len: header_len as u8,
         }
     }
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use tungstenite::Message as WsMessage;
-use wshub::{DisconnectReason, HubEvent, Message};
+use wshub::{CloseCode, DisconnectReason, HubEvent, Message};
 
 #[test]
 fn identity_comes_from_the_handshake_and_sender_is_stamped() {
@@ -266,6 +266,27 @@ fn missing_user_id_and_garbage_requests_get_400() {
     assert!(resp.starts_with("HTTP/1.1 404"), "got {resp:?}");
 }
 
+/// RFC 6455 §4.4: a client asking for a version the hub does not speak gets
+/// 426 with the version it does speak, then the connection closes.
+#[test]
+fn unsupported_websocket_version_gets_426_naming_version_13() {
+    let hub = TestHub::start(test_config());
+    let mut c = RawClient::connect(hub.addr);
+    c.send(
+        b"GET /ws?user_id=old HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n\r\n",
+    );
+    let resp = String::from_utf8_lossy(&c.read_to_end()).into_owned();
+    let (head, _body) = resp.split_once("\r\n\r\n").expect("a complete head");
+    assert!(head.starts_with("HTTP/1.1 426 "), "got {resp:?}");
+    let headers: Vec<&str> = head.split("\r\n").skip(1).collect();
+    assert!(
+        headers.contains(&"Sec-WebSocket-Version: 13"),
+        "got {resp:?}"
+    );
+    assert!(headers.contains(&"Upgrade: websocket"), "got {resp:?}");
+}
+
 #[test]
 fn malformed_json_gets_an_error_message_and_the_connection_stays_open() {
     let hub = TestHub::start(test_config());
@@ -349,7 +370,7 @@ fn client_close_is_answered_and_reported() {
     );
     match hub.wait_for(|e| matches!(e, HubEvent::Disconnected { .. })) {
         HubEvent::Disconnected { reason, .. } => {
-            assert_eq!(reason, DisconnectReason::ClientClosed(1005))
+            assert_eq!(reason, DisconnectReason::ClientClosed(CloseCode::STATUS))
         }
         _ => unreachable!(),
     }

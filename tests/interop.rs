@@ -15,7 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{TestHub, connect, recv_type, send, test_config};
-use wshub::{DisconnectReason, HubEvent};
+use wshub::{CloseCode, DisconnectReason, HubEvent};
 
 fn interop_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop")
@@ -124,7 +124,7 @@ fn exchange_with(program: &str, script: &str, user: &str) {
     let HubEvent::Disconnected { reason, .. } = closed else {
         unreachable!()
     };
-    assert_eq!(reason, DisconnectReason::ClientClosed(1000));
+    assert_eq!(reason, DisconnectReason::ClientClosed(CloseCode::NORMAL));
     drop(rust);
     let stats = hub.stop();
     assert_eq!(stats.invalid_messages, 0, "the hub refused a message");

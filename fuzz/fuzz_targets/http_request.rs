@@ -1,4 +1,4 @@
-//! The HTTP request path of the handshake: `http::parse_request` on arbitrary
+//! The HTTP request path of the handshake: `parse_request` on arbitrary
 //! bytes, then what the hub does with a parsed head (WebSocket accept, query
 //! parameters, the default authenticator, the responses it writes). Checks
 //! that parsing is incremental: a head that parses completely is reported
@@ -6,8 +6,11 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use wshub::__private::ws::{
+    HttpError, parse_request, percent_decode, websocket_accept, write_error,
+    write_switching_protocols,
+};
 use wshub::auth::identity_from_query;
-use wshub::http::{self, HttpError, parse_request, websocket_accept};
 
 const MAX_HEAD: usize = 8 * 1024;
 
@@ -18,7 +21,7 @@ fuzz_target!(|data: &[u8]| {
             let status = e.status();
             assert!(status == 400 || status == 431, "{e:?} -> {status}");
             let mut out = Vec::new();
-            http::write_error(&mut out, status, &e.to_string());
+            write_error(&mut out, status, &e.to_string());
             assert!(out.starts_with(b"HTTP/1.1 4"));
         }
         Ok(Some((req, len))) => {
@@ -42,19 +45,19 @@ fuzz_target!(|data: &[u8]| {
                 Ok(accept) => {
                     assert_eq!(accept.len(), 28, "base64 of a SHA-1");
                     let mut out = Vec::new();
-                    http::write_switching_protocols(&mut out, &accept);
+                    write_switching_protocols(&mut out, &accept);
                     assert!(out.starts_with(b"HTTP/1.1 101 "));
                 }
                 Err(e) => {
                     let mut out = Vec::new();
-                    e.write_response(&mut out);
+                    write_error(&mut out, e.status(), &e.to_string());
                     assert!(out.starts_with(b"HTTP/1.1 4"), "{e:?}");
                 }
             }
             for name in ["user_id", "client_id", "user_type", "token", ""] {
                 let _ = req.query_param(name);
             }
-            let _ = http::percent_decode(&req.path);
+            let _ = percent_decode(&req.path);
             let _ = req.header("host");
             let _ = req.header_has_token("connection", "upgrade");
             if let Err(r) = identity_from_query(&req) {

@@ -17,7 +17,7 @@ use crate::auth::Identity;
 use crate::conn::outbox::Outbox;
 use crate::event::{ConnId, DisconnectReason};
 use crate::util::timer::TimerKey;
-use crate::ws::codec::Decoder;
+use crate::ws::Decoder;
 
 /// Where a connection is in its life.
 #[derive(Debug)]

@@ -399,14 +399,14 @@ mod tests {
             Flush::Blocked
         );
         // A pong queued mid-frame must wait for the frame to finish.
-        assert!(ob.push_control(Payload::encode(crate::ws::codec::OpCode::Pong, b"p")));
+        assert!(ob.push_control(Payload::encode(crate::ws::OpCode::Pong, b"p")));
         sink.room = 1000;
         assert_eq!(
             ob.flush(&mut sink, &mut |o| done.push(o)).unwrap(),
             Flush::Drained
         );
         let mut expect = Payload::text("aaaa").frame().to_vec();
-        expect.extend_from_slice(Payload::encode(crate::ws::codec::OpCode::Pong, b"p").frame());
+        expect.extend_from_slice(Payload::encode(crate::ws::OpCode::Pong, b"p").frame());
         expect.extend_from_slice(Payload::text("bbbb").frame());
         assert_eq!(sink.bytes, expect);
         assert_eq!(done.len(), 2);
@@ -415,8 +415,7 @@ mod tests {
 
     #[test]
     fn a_burst_of_pongs_keeps_the_pong_to_the_latest_ping() {
-        let pong =
-            |i: usize| Payload::encode(crate::ws::codec::OpCode::Pong, format!("p{i}").as_bytes());
+        let pong = |i: usize| Payload::encode(crate::ws::OpCode::Pong, format!("p{i}").as_bytes());
         let mut ob: Outbox<4> = Outbox::new();
         for i in 0..CONTROL_SLOTS + 5 {
             assert!(ob.push_control(pong(i)), "pong {i} refused");
@@ -453,7 +452,7 @@ mod tests {
             room: 2,
         };
         ob.flush(&mut sink, &mut |_| {}).unwrap();
-        let close = Payload::encode(crate::ws::codec::OpCode::Close, &[0x03, 0xEA]);
+        let close = Payload::encode(crate::ws::OpCode::Close, &[0x03, 0xEA]);
         ob.close(close.clone(), CloseWhen::Now);
         assert!(ob.push(out("late")).is_err());
         sink.room = 1000;
@@ -469,7 +468,7 @@ mod tests {
     fn graceful_close_goes_after_data() {
         let mut ob: Outbox<4> = Outbox::new();
         ob.push(out("x")).unwrap();
-        let close = Payload::encode(crate::ws::codec::OpCode::Close, &[0x03, 0xE9]);
+        let close = Payload::encode(crate::ws::OpCode::Close, &[0x03, 0xE9]);
         ob.close(close.clone(), CloseWhen::AfterData);
         let mut sink = Sink {
             bytes: vec![],
@@ -541,7 +540,7 @@ mod tests {
                         }
                     }
                     1..=3 => {
-                        let p = Payload::encode(crate::ws::codec::OpCode::Pong, &[step as u8]);
+                        let p = Payload::encode(crate::ws::OpCode::Pong, &[step as u8]);
                         let full = ob.control.is_full();
                         if ob.push_control(p.clone()) {
                             let frame = p.frame().to_vec();

@@ -14,8 +14,8 @@ use crate::conn::{Conn, ConnTimers, Phase};
 use crate::delivery::ids::IdBuf;
 use crate::event::{ConnId, DisconnectReason, HubEvent};
 use crate::message::{Control, Message, Payload, kind};
-use crate::ws::codec::{Decoder, Frame, Limits, OpCode};
 use crate::ws::http::{self, Request};
+use crate::ws::{CloseCode, Decoder, Frame, Limits, OpCode};
 
 /// Pause before accepting again after the process ran out of descriptors.
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
@@ -25,9 +25,9 @@ const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 enum After {
     Nothing,
     /// The peer sent a close frame (with this code).
-    PeerClosed(u16),
+    PeerClosed(CloseCode),
     /// The peer broke the protocol: close with this code.
-    Violation(u16, &'static str),
+    Violation(CloseCode, &'static str),
 }
 
 impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
@@ -386,7 +386,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
             };
             match frame {
                 Frame::Close(close) => {
-                    after = After::PeerClosed(close.map_or(1005, |c| c.code));
+                    after = After::PeerClosed(close.map_or(CloseCode::STATUS, |c| c.code));
                     break;
                 }
                 // Once closing, only ACKs and the close reply still count.
@@ -514,7 +514,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
         }
     }
 
-    fn on_peer_close(&mut self, key: usize, code: u16) {
+    fn on_peer_close(&mut self, key: usize, code: CloseCode) {
         let conn = &mut self.net.conns[key];
         match conn.phase {
             // We closed first and this is the reply: the handshake is done.
@@ -527,8 +527,12 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
                 }
             }
             _ => {
-                // Echo the code (RFC 6455 5.5.1); 1005 means none was given.
-                let reply = if code == 1005 { 1000 } else { code };
+                // Echo the code (RFC 6455 5.5.1); STATUS (1005) means none was given.
+                let reply = if code == CloseCode::STATUS {
+                    CloseCode::NORMAL
+                } else {
+                    code
+                };
                 self.close_conn(
                     key,
                     DisconnectReason::ClientClosed(code),
@@ -548,7 +552,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
     /// Sends an HTTP response and closes once it is out.
     fn respond(&mut self, key: usize, status: u16, content_type: &str, body: &[u8]) {
         let mut resp = Vec::with_capacity(128 + body.len());
-        http::write_response(&mut resp, status, content_type, body, &[]);
+        http::write_response(&mut resp, status, content_type, body);
         let conn = &mut self.net.conns[key];
         conn.outbox.close(Payload::raw(resp), CloseWhen::Now);
         conn.phase = Phase::Closing {
@@ -565,7 +569,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
         &mut self,
         key: usize,
         reason: DisconnectReason,
-        code: u16,
+        code: CloseCode,
         why: &str,
         when: CloseWhen,
     ) {
@@ -654,7 +658,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
                 self.stats.control_dropped += 1;
             }
         }
-        self.close_conn(key, reason, 1000, why, CloseWhen::Now);
+        self.close_conn(key, reason, CloseCode::NORMAL, why, CloseWhen::Now);
     }
 
     fn rearm_phase_timer(&mut self, key: usize, after: Duration) {
@@ -808,8 +812,8 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
     }
 }
 
-fn close_frame(code: u16, why: &str) -> Payload {
-    Payload::raw(crate::ws::codec::encode_close(code, why))
+fn close_frame(code: CloseCode, why: &str) -> Payload {
+    Payload::raw(crate::ws::encode_close(code, why))
 }
 
 /// go-wsc's JSON pong, encoded once per thread.

@@ -223,7 +223,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
             stats: Stats::default(),
             lifecycle: Lifecycle::Running,
             accept_paused: false,
-            ping_frame: Payload::encode(crate::ws::codec::OpCode::Ping, b""),
+            ping_frame: Payload::encode(crate::ws::OpCode::Ping, b""),
             json_protocol: true,
             written: Vec::with_capacity(64),
             abandoned: Vec::new(),
@@ -429,7 +429,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
             self.close_conn(
                 key,
                 crate::event::DisconnectReason::Shutdown,
-                1001,
+                crate::ws::CloseCode::AWAY,
                 "server shutting down",
                 crate::conn::outbox::CloseWhen::AfterData,
             );

@@ -7,6 +7,7 @@ use super::{Hub, TimerEvent};
 use crate::conn::Phase;
 use crate::conn::outbox::CloseWhen;
 use crate::event::DisconnectReason;
+use crate::ws::CloseCode;
 
 impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
     pub(super) fn run_timers(&mut self) {
@@ -48,7 +49,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
                         self.close_conn(
                             id.index(),
                             DisconnectReason::IdleTimeout,
-                            1001,
+                            CloseCode::AWAY,
                             "idle timeout",
                             CloseWhen::Now,
                         );
