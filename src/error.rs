@@ -3,6 +3,7 @@
 use std::fmt;
 
 /// Why a send was not (fully) queued.
+#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SendError {
     /// The user has no open connection (go-wsc's `user_offline`).
@@ -61,6 +62,7 @@ impl fmt::Display for SendError {
 impl std::error::Error for SendError {}
 
 /// Why the hub could not be built.
+#[non_exhaustive]
 #[derive(Debug)]
 pub enum BuildError {
     /// Binding the listener or creating the poller failed.

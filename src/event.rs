@@ -30,6 +30,7 @@ impl fmt::Display for ConnId {
 }
 
 /// Why a connection ended.
+#[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DisconnectReason {
     /// The client sent a close frame with this code
@@ -85,6 +86,7 @@ impl fmt::Display for DisconnectReason {
 }
 
 /// An event for the host, drained with [`Hub::next_event`](crate::Hub::next_event).
+#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq)]
 pub enum HubEvent {
     /// A client finished its handshake.

@@ -54,6 +54,7 @@ pub(crate) enum Command {
 }
 
 /// Why a command could not be handed to the hub.
+#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HandleError {
     /// The command queue is full: the hub thread is not keeping up.

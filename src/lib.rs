@@ -35,15 +35,15 @@
 pub mod auth;
 pub mod config;
 mod conn;
-pub mod delivery;
-pub mod error;
-pub mod event;
+mod delivery;
+mod error;
+mod event;
 pub mod failure;
-pub mod handle;
+mod handle;
 mod hub;
 pub mod message;
 pub mod retry;
-pub mod stats;
+mod stats;
 #[cfg(test)]
 mod testutil;
 mod util;

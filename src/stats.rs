@@ -9,6 +9,7 @@ use serde::Serialize;
 /// let s = wshub::Stats::default();
 /// assert_eq!(s.connections, 0);
 /// ```
+#[non_exhaustive]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Stats {
     /// Open WebSocket connections now.

@@ -59,6 +59,7 @@ impl fmt::Display for DeliveryId {
 }
 
 /// One attempt of a delivery (go-wsc's `SendAttempt`).
+#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq)]
 pub struct SendAttempt {
     /// 1 for the first attempt.
@@ -79,6 +80,7 @@ pub struct SendAttempt {
 /// let r = wshub::SendResult::default();
 /// assert!(!r.success && r.attempts.is_empty());
 /// ```
+#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct SendResult {
     /// Whether the message finally reached every device it was for.
