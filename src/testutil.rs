@@ -4,7 +4,7 @@
 pub(crate) struct Rng(pub u64);
 
 impl Rng {
-    pub fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         if self.0 == 0 {
             // Zero is xorshift's fixed point.
             self.0 = 0x9E37_79B9_7F4A_7C15;
@@ -16,22 +16,22 @@ impl Rng {
     }
 
     /// Uniform-enough in `0..n`.
-    pub fn below(&mut self, n: u64) -> u64 {
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
         self.next() % n
     }
 
     /// Uniform-enough index in `0..n`.
-    pub fn index(&mut self, n: usize) -> usize {
+    pub(crate) fn index(&mut self, n: usize) -> usize {
         (self.next() % n as u64) as usize
     }
 
     /// `n` random bytes.
-    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
+    pub(crate) fn bytes(&mut self, n: usize) -> Vec<u8> {
         (0..n).map(|_| self.next() as u8).collect()
     }
 
     /// A random WebSocket masking key.
-    pub fn mask(&mut self) -> [u8; 4] {
+    pub(crate) fn mask(&mut self) -> [u8; 4] {
         (self.next() as u32).to_ne_bytes()
     }
 }

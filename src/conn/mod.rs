@@ -72,7 +72,7 @@ pub(crate) struct Conn<const Q: usize> {
 }
 
 impl<const Q: usize> Conn<Q> {
-    pub fn is_open(&self) -> bool {
+    pub(crate) fn is_open(&self) -> bool {
         matches!(self.phase, Phase::Open)
     }
 }

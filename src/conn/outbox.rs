@@ -71,7 +71,7 @@ pub(crate) struct Outbox<const Q: usize> {
 }
 
 impl<const Q: usize> Outbox<Q> {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Outbox {
             data: RingQueue::new(),
             control: RingQueue::new(),
@@ -82,7 +82,7 @@ impl<const Q: usize> Outbox<Q> {
     }
 
     /// Queues a data frame; a full ring gives it back (`queue_full`).
-    pub fn push(&mut self, out: Outbound) -> Result<(), Outbound> {
+    pub(crate) fn push(&mut self, out: Outbound) -> Result<(), Outbound> {
         if self.close.is_some() {
             return Err(out);
         }
@@ -90,7 +90,7 @@ impl<const Q: usize> Outbox<Q> {
     }
 
     /// Data frames the ring can still take (none once closing).
-    pub fn free(&self) -> usize {
+    pub(crate) fn free(&self) -> usize {
         if self.close.is_some() {
             0
         } else {
@@ -103,7 +103,7 @@ impl<const Q: usize> Outbox<Q> {
     /// On a full lane a pong replaces the newest waiting pong (unless that one
     /// is partly written): dropping the new one instead would leave the
     /// latest ping unanswered, which RFC 6455 5.5.3 does not allow.
-    pub fn push_control(&mut self, frame: Payload) -> bool {
+    pub(crate) fn push_control(&mut self, frame: Payload) -> bool {
         if self.close.is_some() {
             return false;
         }
@@ -126,7 +126,7 @@ impl<const Q: usize> Outbox<Q> {
     }
 
     /// Queues the close frame; the first one wins.
-    pub fn close(&mut self, frame: Payload, when: CloseWhen) {
+    pub(crate) fn close(&mut self, frame: Payload, when: CloseWhen) {
         match &mut self.close {
             None => self.close = Some((frame, when)),
             // An urgent close overrides a graceful one not yet started.
@@ -136,29 +136,29 @@ impl<const Q: usize> Outbox<Q> {
     }
 
     /// The close frame has been written completely.
-    pub fn close_sent(&self) -> bool {
+    pub(crate) fn close_sent(&self) -> bool {
         self.close_sent
     }
 
     /// Data frames waiting (including one partly written).
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.data.len()
     }
 
     /// Whether anything at all waits to be written.
-    pub fn has_pending(&self) -> bool {
+    pub(crate) fn has_pending(&self) -> bool {
         !self.close_sent && (self.chunks().next().is_some())
     }
 
     /// When the oldest data frame not yet being written was queued.
-    pub fn oldest_waiting(&self) -> Option<u32> {
+    pub(crate) fn oldest_waiting(&self) -> Option<u32> {
         let skip = usize::from(matches!(self.partial, Some((Lane::Data, _))));
         self.data.iter().nth(skip).map(|o| o.enqueued)
     }
 
     /// Removes data frames at least `timeout` ms old at `now` from the front (a
     /// frame already partly written stays: it is on the wire), oldest first.
-    pub fn expire(&mut self, now: u32, timeout: u32, expired: &mut impl FnMut(Outbound)) {
+    pub(crate) fn expire(&mut self, now: u32, timeout: u32, expired: &mut impl FnMut(Outbound)) {
         // Frames wait in queue order, so the expired ones are a run at the
         // front, behind the frame being written (if any).
         let in_flight = match self.partial {
@@ -182,7 +182,7 @@ impl<const Q: usize> Outbox<Q> {
 
     /// Takes every data frame not started yet (a close that goes now will
     /// never write them); a frame partly written stays and is finished.
-    pub fn abandon_waiting(&mut self, abandoned: &mut impl FnMut(Outbound)) {
+    pub(crate) fn abandon_waiting(&mut self, abandoned: &mut impl FnMut(Outbound)) {
         let in_flight = match self.partial {
             Some((Lane::Data, _)) => self.data.pop_front(),
             _ => None,
@@ -197,7 +197,7 @@ impl<const Q: usize> Outbox<Q> {
 
     /// Takes every data frame not yet written completely (the connection is
     /// gone: the caller fails them).
-    pub fn drain_data(&mut self) -> impl Iterator<Item = Outbound> + '_ {
+    pub(crate) fn drain_data(&mut self) -> impl Iterator<Item = Outbound> + '_ {
         if matches!(self.partial, Some((Lane::Data, _))) {
             self.partial = None;
         }
@@ -251,7 +251,7 @@ impl<const Q: usize> Outbox<Q> {
 
     /// Writes as much as the socket takes. `written` gets every data frame
     /// that reached the socket completely.
-    pub fn flush<W: Write>(
+    pub(crate) fn flush<W: Write>(
         &mut self,
         w: &mut W,
         written: &mut impl FnMut(Outbound),

@@ -20,7 +20,7 @@ pub(crate) struct Registry {
 }
 
 impl Registry {
-    pub fn with_capacity(users: usize) -> Registry {
+    pub(crate) fn with_capacity(users: usize) -> Registry {
         Registry {
             users: HashMap::with_capacity(users),
             connections: 0,
@@ -28,17 +28,17 @@ impl Registry {
     }
 
     /// The devices of `user`, in connection order (empty when offline).
-    pub fn devices(&self, user: &str) -> &[Device] {
+    pub(crate) fn devices(&self, user: &str) -> &[Device] {
         self.users.get(user).map_or(&[], Vec::as_slice)
     }
 
     /// The registry's shared copy of a connected user's id.
-    pub fn user_key(&self, user: &str) -> Option<&Arc<str>> {
+    pub(crate) fn user_key(&self, user: &str) -> Option<&Arc<str>> {
         self.users.get_key_value(user).map(|(k, _)| k)
     }
 
     /// The connection of `user`'s device `client_id`, if it is connected.
-    pub fn device(&self, user: &str, client_id: &str) -> Option<usize> {
+    pub(crate) fn device(&self, user: &str, client_id: &str) -> Option<usize> {
         self.devices(user)
             .iter()
             .find(|d| &*d.client_id == client_id)
@@ -47,7 +47,7 @@ impl Registry {
 
     /// Adds an open connection. The caller has already replaced any device
     /// with the same client id and checked the per-user limit.
-    pub fn insert(&mut self, user: &Arc<str>, client_id: &Arc<str>, key: usize) {
+    pub(crate) fn insert(&mut self, user: &Arc<str>, client_id: &Arc<str>, key: usize) {
         self.users.entry(user.clone()).or_default().push(Device {
             client_id: client_id.clone(),
             key,
@@ -56,7 +56,7 @@ impl Registry {
     }
 
     /// Removes connection `key` of `user`; returns whether it was registered.
-    pub fn remove(&mut self, user: &str, key: usize) -> bool {
+    pub(crate) fn remove(&mut self, user: &str, key: usize) -> bool {
         let Some(devices) = self.users.get_mut(user) else {
             return false;
         };
@@ -73,17 +73,17 @@ impl Registry {
     }
 
     /// The slab keys of every open connection.
-    pub fn keys(&self) -> impl Iterator<Item = usize> + '_ {
+    pub(crate) fn keys(&self) -> impl Iterator<Item = usize> + '_ {
         self.users.values().flat_map(|d| d.iter().map(|d| d.key))
     }
 
     /// Users with at least one open connection.
-    pub fn users(&self) -> usize {
+    pub(crate) fn users(&self) -> usize {
         self.users.len()
     }
 
     /// Registered (open) connections.
-    pub fn connections(&self) -> usize {
+    pub(crate) fn connections(&self) -> usize {
         self.connections
     }
 }

@@ -27,7 +27,7 @@ pub(crate) struct AckIndex {
 }
 
 impl AckIndex {
-    pub fn with_capacity(capacity: usize) -> AckIndex {
+    pub(super) fn with_capacity(capacity: usize) -> AckIndex {
         AckIndex {
             map: HashMap::with_capacity(capacity),
             ids: RandomState::new(),
@@ -44,7 +44,7 @@ impl AckIndex {
 
     /// Registers `tag` as waiting for `message_id` on `conn`; gives back the
     /// tag already registered there, if any (a duplicate id in flight).
-    pub fn insert(&mut self, conn: ConnId, message_id: &str, tag: Tag) -> Result<(), Tag> {
+    pub(super) fn insert(&mut self, conn: ConnId, message_id: &str, tag: Tag) -> Result<(), Tag> {
         let key = self.key(conn, message_id);
         match self.map.entry(key) {
             std::collections::hash_map::Entry::Occupied(e) => Err(*e.get()),
@@ -55,12 +55,12 @@ impl AckIndex {
         }
     }
 
-    pub fn get(&self, conn: ConnId, message_id: &str) -> Option<Tag> {
+    pub(super) fn get(&self, conn: ConnId, message_id: &str) -> Option<Tag> {
         self.map.get(&self.key(conn, message_id)).copied()
     }
 
     /// Removes the entry if it is `tag`'s.
-    pub fn remove(&mut self, conn: ConnId, message_id: &str, tag: Tag) {
+    pub(super) fn remove(&mut self, conn: ConnId, message_id: &str, tag: Tag) {
         let key = self.key(conn, message_id);
         if self.map.get(&key) == Some(&tag) {
             self.map.remove(&key);
@@ -73,7 +73,7 @@ impl AckIndex {
         }
     }
 
-    pub fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.map.len()
     }
 }

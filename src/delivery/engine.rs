@@ -68,7 +68,7 @@ pub(crate) struct EngineConfig {
 }
 
 impl EngineConfig {
-    pub fn from_hub(c: &HubConfig) -> EngineConfig {
+    pub(crate) fn from_hub(c: &HubConfig) -> EngineConfig {
         EngineConfig {
             retry: c.retry.clone(),
             ack_timeout: c.ack_timeout,
@@ -167,7 +167,7 @@ const TICK: Duration = Duration::from_millis(10);
 
 impl<const W: usize> Engine<W> {
     /// An engine for `slots` connection slots.
-    pub fn new(cfg: EngineConfig, slots: usize, now: Instant, seed: u64) -> Self {
+    pub(crate) fn new(cfg: EngineConfig, slots: usize, now: Instant, seed: u64) -> Self {
         let deliveries = cfg.max_pending_deliveries.min(1024);
         Engine {
             table: DeliveryTable::with_capacity(deliveries),
@@ -190,53 +190,53 @@ impl<const W: usize> Engine<W> {
 
     // ---- the host's side -------------------------------------------------
 
-    pub fn add_handlers(&mut self, add: impl FnOnce(&mut HandlerSet)) {
+    pub(crate) fn add_handlers(&mut self, add: impl FnOnce(&mut HandlerSet)) {
         self.reporter.add_handlers(add);
     }
 
-    pub fn on_result(&mut self, f: impl FnMut(DeliveryId, &SendResult) + Send + 'static) {
+    pub(crate) fn on_result(&mut self, f: impl FnMut(DeliveryId, &SendResult) + Send + 'static) {
         self.on_result = Some(Box::new(f));
     }
 
     #[cfg(test)]
-    pub fn reporter(&self) -> &Reporter {
+    pub(crate) fn reporter(&self) -> &Reporter {
         &self.reporter
     }
 
     /// Counts a failure and hands it to the handlers (plain sends too).
-    pub fn report(&mut self, failure: Failure) {
+    pub(crate) fn report(&mut self, failure: Failure) {
         self.reporter.report(failure);
     }
 
     /// Deliveries not yet final.
-    pub fn pending(&self) -> usize {
+    pub(crate) fn pending(&self) -> usize {
         self.table.active()
     }
 
     /// `require_ack` frames in flight (queued or awaiting their ACK).
-    pub fn acks_in_flight(&self) -> usize {
+    pub(crate) fn acks_in_flight(&self) -> usize {
         self.lanes.windows()
     }
 
     /// Entries of the ACK index (in flight, or waiting in a backlog).
     #[cfg(test)]
-    pub fn ack_index_len(&self) -> usize {
+    pub(crate) fn ack_index_len(&self) -> usize {
         self.acks.len()
     }
 
     /// Messages and bytes in the offline store.
     #[cfg(test)]
-    pub fn offline_held(&self) -> (usize, usize) {
+    pub(crate) fn offline_held(&self) -> (usize, usize) {
         (self.offline.messages(), self.offline.bytes())
     }
 
     /// Pending engine timers (retries, ACK deadlines).
-    pub fn pending_timers(&self) -> usize {
+    pub(crate) fn pending_timers(&self) -> usize {
         self.timers.len()
     }
 
     /// Adds the engine's counters and gauges to a stats snapshot.
-    pub fn fill_stats(&self, s: &mut crate::stats::Stats) {
+    pub(crate) fn fill_stats(&self, s: &mut crate::stats::Stats) {
         let c = &self.counters;
         let f = &self.reporter.counters;
         s.total_failures = f.total;
@@ -275,7 +275,7 @@ impl<const W: usize> Engine<W> {
     }
 
     /// When the engine next needs [`tick`](Self::tick).
-    pub fn next_deadline(&self) -> Option<Instant> {
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
         self.timers.next_deadline()
     }
 
@@ -284,7 +284,7 @@ impl<const W: usize> Engine<W> {
     /// Starts a delivery of `env` to `user`. Errors only when it cannot
     /// start (shutting down, too large, too many pending); everything else
     /// ends in the result.
-    pub fn start(
+    pub(crate) fn start(
         &mut self,
         now: Instant,
         user: &str,
@@ -362,7 +362,7 @@ impl<const W: usize> Engine<W> {
     }
 
     /// A tagged frame of `conn` reached the socket.
-    pub fn written(&mut self, now: Instant, tag: Tag, net: &mut impl Net) {
+    pub(crate) fn written(&mut self, now: Instant, tag: Tag, net: &mut impl Net) {
         let ack_timeout = self.cfg.ack_timeout;
         let Some(d) = self.table.get_mut(tag.delivery) else {
             return;
@@ -387,7 +387,13 @@ impl<const W: usize> Engine<W> {
 
     /// Connection `conn` ACKed `message_id`: only its own frames count (or,
     /// on a replaced connection, its successor's resend of them).
-    pub fn acked(&mut self, now: Instant, conn: ConnId, message_id: &str, net: &mut impl Net) {
+    pub(crate) fn acked(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        message_id: &str,
+        net: &mut impl Net,
+    ) {
         let successor = self.lanes.get(conn).and_then(|l| l.successor);
         let found = self
             .awaiting(conn, message_id, &[TargetState::AwaitingAck])
@@ -418,18 +424,24 @@ impl<const W: usize> Engine<W> {
     }
 
     /// A queued frame failed (expired in its ring, or its connection closed).
-    pub fn failed(&mut self, now: Instant, tag: Tag, reason: FailureReason, net: &mut impl Net) {
+    pub(crate) fn failed(
+        &mut self,
+        now: Instant,
+        tag: Tag,
+        reason: FailureReason,
+        net: &mut impl Net,
+    ) {
         self.settle(now, tag, TargetState::Failed(reason), net);
     }
 
     /// A connection was upgraded: it can take deliveries.
-    pub fn conn_opened(&mut self, conn: ConnId) {
+    pub(crate) fn conn_opened(&mut self, conn: ConnId) {
         self.lanes.open(conn);
     }
 
     /// Connection `conn` closes: it takes no new frames, and its backlog
     /// fails with `reason`. ACKs are still honoured until it is removed.
-    pub fn conn_closing(
+    pub(crate) fn conn_closing(
         &mut self,
         now: Instant,
         conn: ConnId,
@@ -451,7 +463,7 @@ impl<const W: usize> Engine<W> {
 
     /// Connection `conn` is gone (its ring already drained through
     /// [`failed`](Self::failed)): what still waits on it fails.
-    pub fn conn_removed(
+    pub(crate) fn conn_removed(
         &mut self,
         now: Instant,
         conn: ConnId,
@@ -469,7 +481,13 @@ impl<const W: usize> Engine<W> {
     /// The same device connected again as `new` while `old` still closes:
     /// everything `old` holds unacknowledged fails now (to be resent to
     /// `new` in order), and a late ACK on `old` counts for that resend.
-    pub fn conn_replaced(&mut self, now: Instant, old: ConnId, new: ConnId, net: &mut impl Net) {
+    pub(crate) fn conn_replaced(
+        &mut self,
+        now: Instant,
+        old: ConnId,
+        new: ConnId,
+        net: &mut impl Net,
+    ) {
         if let Some(lane) = self.lanes.get_mut(old) {
             lane.successor = Some(new);
         }
@@ -495,17 +513,17 @@ impl<const W: usize> Engine<W> {
     }
 
     /// Ring space freed on `conn`: pull its backlog in.
-    pub fn ring_space(&mut self, now: Instant, conn: ConnId, net: &mut impl Net) {
+    pub(crate) fn ring_space(&mut self, now: Instant, conn: ConnId, net: &mut impl Net) {
         self.pump(now, conn, net);
     }
 
     /// Whether `conn` has deliveries waiting for ring space.
-    pub fn has_backlog(&self, conn: ConnId) -> bool {
+    pub(crate) fn has_backlog(&self, conn: ConnId) -> bool {
         self.lanes.get(conn).is_some_and(|l| !l.backlog.is_empty())
     }
 
     /// `user` connected: replay what the offline store kept for them.
-    pub fn user_connected(&mut self, now: Instant, user: &str, net: &mut impl Net) {
+    pub(crate) fn user_connected(&mut self, now: Instant, user: &str, net: &mut impl Net) {
         // What waited for a retry goes first: it was sent before the user
         // went offline, what the store kept after.
         self.retry_now(now, user, u64::MAX, net);
@@ -555,7 +573,7 @@ impl<const W: usize> Engine<W> {
     }
 
     /// Runs every expired engine timer and offline expiry.
-    pub fn tick(&mut self, now: Instant, net: &mut impl Net) {
+    pub(crate) fn tick(&mut self, now: Instant, net: &mut impl Net) {
         while let Some(timer) = self.timers.poll(now) {
             match timer {
                 Timer::Retry(id) => {
@@ -591,7 +609,7 @@ impl<const W: usize> Engine<W> {
     }
 
     /// Shutdown: no new deliveries, and those waiting for a retry end now.
-    pub fn shut_down(&mut self, now: Instant) {
+    pub(crate) fn shut_down(&mut self, now: Instant) {
         self.running = false;
         let ids: Vec<DeliveryId> = self.table.active_ids().collect();
         for id in ids {
@@ -602,12 +620,12 @@ impl<const W: usize> Engine<W> {
     }
 
     /// Whether the offline store keeps messages.
-    pub fn stores_offline(&self) -> bool {
+    pub(crate) fn stores_offline(&self) -> bool {
         self.offline.enabled()
     }
 
     /// Keeps a message of a plain send for an offline user.
-    pub fn store_offline(&mut self, now: Instant, user: &str, env: Envelope) -> bool {
+    pub(crate) fn store_offline(&mut self, now: Instant, user: &str, env: Envelope) -> bool {
         let user: Arc<str> = Arc::from(user);
         self.store(now, &user, env)
     }
@@ -923,7 +941,7 @@ impl<const W: usize> Engine<W> {
     }
 
     /// The deadline behind a timeout reason.
-    pub fn waited(&self, reason: FailureReason) -> Duration {
+    pub(crate) fn waited(&self, reason: FailureReason) -> Duration {
         match reason.timeout_kind() {
             Some(TimeoutKind::Ack) => self.cfg.ack_timeout,
             Some(TimeoutKind::Send) => self.cfg.send_timeout,

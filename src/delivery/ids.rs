@@ -27,7 +27,7 @@ fn keys() -> &'static RandomState {
 pub(crate) struct IdBuf([u8; ID_LEN]);
 
 impl IdBuf {
-    pub fn next() -> IdBuf {
+    pub(crate) fn next() -> IdBuf {
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let secret = keys().hash_one(n);
         let mut buf = [0u8; ID_LEN];
@@ -36,7 +36,7 @@ impl IdBuf {
         IdBuf(buf)
     }
 
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         // Only ASCII hex digits are ever written.
         std::str::from_utf8(&self.0).unwrap_or_default()
     }

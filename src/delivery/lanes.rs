@@ -40,7 +40,7 @@ pub(crate) struct Lane {
 
 impl Lane {
     /// Whether `conn` is this lane's connection.
-    pub fn serves(&self, conn: ConnId) -> bool {
+    pub(super) fn serves(&self, conn: ConnId) -> bool {
         self.conn == Some(conn)
     }
 }
@@ -54,7 +54,7 @@ pub(crate) struct Lanes {
 }
 
 impl Lanes {
-    pub fn with_slots(slots: usize) -> Lanes {
+    pub(super) fn with_slots(slots: usize) -> Lanes {
         Lanes {
             lanes: (0..slots).map(|_| Lane::default()).collect(),
             windows: 0,
@@ -62,7 +62,7 @@ impl Lanes {
     }
 
     /// Binds slot `conn.index()` to a new connection.
-    pub fn open(&mut self, conn: ConnId) {
+    pub(super) fn open(&mut self, conn: ConnId) {
         if let Some(lane) = self.lanes.get_mut(conn.index()) {
             debug_assert!(lane.backlog.is_empty() && lane.window.is_empty());
             lane.conn = Some(conn);
@@ -72,20 +72,20 @@ impl Lanes {
     }
 
     /// The lane of `conn`, if it is still bound to it.
-    pub fn get_mut(&mut self, conn: ConnId) -> Option<&mut Lane> {
+    pub(super) fn get_mut(&mut self, conn: ConnId) -> Option<&mut Lane> {
         self.lanes
             .get_mut(conn.index())
             .filter(|lane| lane.serves(conn))
     }
 
-    pub fn get(&self, conn: ConnId) -> Option<&Lane> {
+    pub(super) fn get(&self, conn: ConnId) -> Option<&Lane> {
         self.lanes
             .get(conn.index())
             .filter(|lane| lane.serves(conn))
     }
 
     /// Adds `tag` to the window of `conn`; returns its position.
-    pub fn window_push(&mut self, conn: ConnId, tag: Tag) -> Option<u32> {
+    pub(super) fn window_push(&mut self, conn: ConnId, tag: Tag) -> Option<u32> {
         let lane = self.get_mut(conn)?;
         lane.window.push(tag);
         let pos = (lane.window.len() - 1) as u32;
@@ -95,7 +95,7 @@ impl Lanes {
 
     /// Removes position `pos` from the window of `conn`. Returns the tag
     /// that moved into `pos` (its target must learn its new position).
-    pub fn window_remove(&mut self, conn: ConnId, pos: u32) -> Option<Tag> {
+    pub(super) fn window_remove(&mut self, conn: ConnId, pos: u32) -> Option<Tag> {
         let lane = self.get_mut(conn)?;
         let pos = pos as usize;
         if pos >= lane.window.len() {
@@ -108,11 +108,11 @@ impl Lanes {
     }
 
     /// Entries in all windows: `require_ack` frames in flight.
-    pub fn windows(&self) -> usize {
+    pub(super) fn windows(&self) -> usize {
         self.windows
     }
 
-    pub fn window_len(&self, conn: ConnId) -> usize {
+    pub(super) fn window_len(&self, conn: ConnId) -> usize {
         self.get(conn).map_or(0, |lane| lane.window.len())
     }
 }

@@ -56,7 +56,7 @@ pub(crate) struct OfflineStore {
 }
 
 impl OfflineStore {
-    pub fn new(limits: OfflineLimits) -> OfflineStore {
+    pub(super) fn new(limits: OfflineLimits) -> OfflineStore {
         OfflineStore {
             limits,
             users: HashMap::new(),
@@ -68,22 +68,22 @@ impl OfflineStore {
     }
 
     /// Whether messages are kept at all.
-    pub fn enabled(&self) -> bool {
+    pub(super) fn enabled(&self) -> bool {
         self.limits.per_user > 0 && self.limits.max_messages > 0 && self.limits.max_bytes > 0
     }
 
-    pub fn messages(&self) -> usize {
+    pub(super) fn messages(&self) -> usize {
         self.messages
     }
 
-    pub fn bytes(&self) -> usize {
+    pub(super) fn bytes(&self) -> usize {
         self.bytes
     }
 
     /// Keeps `envelope` for `user`; whatever a cap pushes out goes to `gone`.
     /// Returns false when the message cannot be kept at all (disabled, or
     /// larger than the whole store).
-    pub fn store(
+    pub(super) fn store(
         &mut self,
         now: Instant,
         user: &Arc<str>,
@@ -125,7 +125,7 @@ impl OfflineStore {
     }
 
     /// Removes and returns everything kept for `user`, oldest first.
-    pub fn take(&mut self, user: &str) -> Option<VecDeque<Stored>> {
+    pub(super) fn take(&mut self, user: &str) -> Option<VecDeque<Stored>> {
         let queue = self.users.remove(user)?;
         self.messages -= queue.len();
         self.bytes -= queue
@@ -136,7 +136,7 @@ impl OfflineStore {
     }
 
     /// Puts back what a replay could not start, in front of anything newer.
-    pub fn restore(&mut self, user: &Arc<str>, mut rest: VecDeque<Stored>) {
+    pub(super) fn restore(&mut self, user: &Arc<str>, mut rest: VecDeque<Stored>) {
         if rest.is_empty() {
             return;
         }
@@ -151,7 +151,7 @@ impl OfflineStore {
     }
 
     /// Removes every message older than the time-to-live.
-    pub fn expire(&mut self, now: Instant, gone: &mut impl FnMut(Arc<str>, Stored, Gone)) {
+    pub(super) fn expire(&mut self, now: Instant, gone: &mut impl FnMut(Arc<str>, Stored, Gone)) {
         while let Some((user, seq)) = self.order.front() {
             let live = self
                 .users

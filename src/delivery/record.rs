@@ -47,7 +47,7 @@ pub(crate) enum TargetState {
 
 impl TargetState {
     /// Still to hear from in this attempt.
-    pub fn is_outstanding(self) -> bool {
+    pub(super) fn is_outstanding(self) -> bool {
         matches!(
             self,
             TargetState::Backlogged | TargetState::Queued | TargetState::AwaitingAck
@@ -120,17 +120,17 @@ impl Delivery {
     }
 
     /// The encoded frame (an open record always holds its envelope).
-    pub fn payload(&self) -> &Payload {
+    pub(super) fn payload(&self) -> &Payload {
         &self.envelope().payload
     }
 
     /// The message id ACKs must name.
-    pub fn message_id(&self) -> &str {
+    pub(super) fn message_id(&self) -> &str {
         &self.envelope().id
     }
 
     /// The message id, shared.
-    pub fn message_id_arc(&self) -> Arc<str> {
+    pub(super) fn message_id_arc(&self) -> Arc<str> {
         self.envelope().id.clone()
     }
 
@@ -141,7 +141,7 @@ impl Delivery {
     }
 
     /// Devices still to hear from in this attempt.
-    pub fn outstanding(&self) -> usize {
+    pub(super) fn outstanding(&self) -> usize {
         self.targets
             .iter()
             .filter(|t| t.state.is_outstanding())
@@ -160,7 +160,7 @@ pub(crate) struct DeliveryTable {
 impl DeliveryTable {
     /// A table with `capacity` slots ready (more are added on demand, up to
     /// the engine's `max_pending_deliveries`).
-    pub fn with_capacity(capacity: usize) -> DeliveryTable {
+    pub(super) fn with_capacity(capacity: usize) -> DeliveryTable {
         DeliveryTable {
             slots: Vec::with_capacity(capacity),
             free: Vec::with_capacity(capacity),
@@ -169,7 +169,7 @@ impl DeliveryTable {
     }
 
     /// Takes a free record (growing the table when none is free).
-    pub fn open(&mut self, now: Instant, envelope: Envelope) -> DeliveryId {
+    pub(super) fn open(&mut self, now: Instant, envelope: Envelope) -> DeliveryId {
         let index = match self.free.pop() {
             Some(i) => i,
             None => {
@@ -189,27 +189,27 @@ impl DeliveryTable {
         }
     }
 
-    pub fn get(&self, id: DeliveryId) -> Option<&Delivery> {
+    pub(super) fn get(&self, id: DeliveryId) -> Option<&Delivery> {
         self.slots
             .get(id.index as usize)
             .filter(|d| d.generation == id.generation.get() && d.envelope.is_some())
     }
 
-    pub fn get_mut(&mut self, id: DeliveryId) -> Option<&mut Delivery> {
+    pub(super) fn get_mut(&mut self, id: DeliveryId) -> Option<&mut Delivery> {
         self.slots
             .get_mut(id.index as usize)
             .filter(|d| d.generation == id.generation.get() && d.envelope.is_some())
     }
 
     /// The target a tag names, if its delivery is still open.
-    pub fn target_mut(&mut self, tag: Tag) -> Option<&mut DeliveryTarget> {
+    pub(super) fn target_mut(&mut self, tag: Tag) -> Option<&mut DeliveryTarget> {
         self.get_mut(tag.delivery)?
             .targets
             .get_mut(usize::from(tag.target))
     }
 
     /// Frees a record, keeping its vectors' capacity.
-    pub fn close(&mut self, id: DeliveryId) {
+    pub(super) fn close(&mut self, id: DeliveryId) {
         let Some(d) = self.get_mut(id) else { return };
         d.envelope = None;
         d.user = None;
@@ -224,12 +224,12 @@ impl DeliveryTable {
     }
 
     /// Deliveries not yet final.
-    pub fn active(&self) -> usize {
+    pub(super) fn active(&self) -> usize {
         self.active
     }
 
     /// The ids of every delivery not yet final (shutdown only: a scan).
-    pub fn active_ids(&self) -> impl Iterator<Item = DeliveryId> + '_ {
+    pub(super) fn active_ids(&self) -> impl Iterator<Item = DeliveryId> + '_ {
         self.slots
             .iter()
             .enumerate()

@@ -35,7 +35,7 @@ pub(crate) struct FailurePool {
 }
 
 impl FailurePool {
-    pub fn new(worker_count: usize, capacity: usize) -> FailurePool {
+    pub(crate) fn new(worker_count: usize, capacity: usize) -> FailurePool {
         FailurePool {
             handlers: Arc::new(HandlerSet::default()),
             tx: None,
@@ -48,7 +48,7 @@ impl FailurePool {
     }
 
     /// Adds handlers (copy on write) and starts the workers if needed.
-    pub fn update(&mut self, add: impl FnOnce(&mut HandlerSet)) {
+    pub(crate) fn update(&mut self, add: impl FnOnce(&mut HandlerSet)) {
         let mut set = (*self.handlers).clone();
         add(&mut set);
         self.handlers = Arc::new(set);
@@ -80,7 +80,7 @@ impl FailurePool {
     }
 
     /// Offers a failure to the workers; never blocks.
-    pub fn submit(&mut self, failure: Failure) {
+    pub(crate) fn submit(&mut self, failure: Failure) {
         let Some(tx) = &self.tx else { return };
         if self.handlers.is_empty() {
             return;
@@ -100,7 +100,7 @@ impl FailurePool {
     }
 
     /// Failures waiting for a worker.
-    pub fn backlog(&self) -> usize {
+    pub(crate) fn backlog(&self) -> usize {
         self.tx.as_ref().map_or(0, Sender::len)
     }
 }

@@ -54,7 +54,7 @@ impl std::fmt::Debug for Reporter {
 }
 
 impl Reporter {
-    pub fn new(workers: usize, capacity: usize) -> Reporter {
+    pub(crate) fn new(workers: usize, capacity: usize) -> Reporter {
         Reporter {
             pool: FailurePool::new(workers, capacity),
             counters: FailureCounters::default(),
@@ -62,24 +62,24 @@ impl Reporter {
     }
 
     /// Counts a failure by reason and hands it to the handler pool.
-    pub fn report(&mut self, failure: Failure) {
+    pub(crate) fn report(&mut self, failure: Failure) {
         self.counters.count(failure.reason);
         log::debug!("failure: {failure}");
         self.pool.submit(failure);
     }
 
     /// Adds handlers (copy on write) and starts the workers if needed.
-    pub fn add_handlers(&mut self, add: impl FnOnce(&mut HandlerSet)) {
+    pub(crate) fn add_handlers(&mut self, add: impl FnOnce(&mut HandlerSet)) {
         self.pool.update(add);
     }
 
     /// Failures dropped because the handler queue was full.
-    pub fn dropped(&self) -> u64 {
+    pub(crate) fn dropped(&self) -> u64 {
         self.pool.dropped
     }
 
     /// Failures the handlers have finished with, and handler panics.
-    pub fn handled_and_panics(&self) -> (u64, u64) {
+    pub(crate) fn handled_and_panics(&self) -> (u64, u64) {
         let c = &self.pool.counters;
         (
             c.handled.load(Ordering::Relaxed),
@@ -88,7 +88,7 @@ impl Reporter {
     }
 
     /// Failures waiting for a worker.
-    pub fn backlog(&self) -> usize {
+    pub(crate) fn backlog(&self) -> usize {
         self.pool.backlog()
     }
 }

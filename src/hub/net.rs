@@ -34,7 +34,7 @@ pub(crate) struct Conns<const QUEUE: usize, const WHEEL: usize> {
 }
 
 impl<const QUEUE: usize, const WHEEL: usize> Conns<QUEUE, WHEEL> {
-    pub fn new(slots: usize, users: usize, send_timeout: Duration, now: Instant) -> Self {
+    pub(super) fn new(slots: usize, users: usize, send_timeout: Duration, now: Instant) -> Self {
         Conns {
             conns: Slab::with_capacity(slots),
             registry: Registry::with_capacity(users),
@@ -49,12 +49,12 @@ impl<const QUEUE: usize, const WHEEL: usize> Conns<QUEUE, WHEEL> {
 
     /// The connection `id` names, unless it has closed (its slot may hold a
     /// newer one).
-    pub fn live(&mut self, id: ConnId) -> Option<&mut Conn<QUEUE>> {
+    pub(super) fn live(&mut self, id: ConnId) -> Option<&mut Conn<QUEUE>> {
         live(&mut self.conns, id)
     }
 
     /// The connection `id` names, if it is open.
-    pub fn open(&self, id: ConnId) -> Option<&Conn<QUEUE>> {
+    pub(super) fn open(&self, id: ConnId) -> Option<&Conn<QUEUE>> {
         self.conns
             .get(id.index())
             .filter(|c| c.id == id && c.is_open())
@@ -62,12 +62,12 @@ impl<const QUEUE: usize, const WHEEL: usize> Conns<QUEUE, WHEEL> {
 
     /// The loop's millisecond clock for ring entries (wraps after 49 days;
     /// only differences are used).
-    pub fn clock_ms(&self) -> u32 {
+    pub(super) fn clock_ms(&self) -> u32 {
         self.now.saturating_duration_since(self.started).as_millis() as u32
     }
 
     /// Lists `key` for the next flush.
-    pub fn mark_dirty(&mut self, key: usize) {
+    pub(super) fn mark_dirty(&mut self, key: usize) {
         if let Some(conn) = self.conns.get_mut(key)
             && !conn.dirty
         {
@@ -77,7 +77,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Conns<QUEUE, WHEEL> {
     }
 
     /// Queues one frame for connection `key`; false when its ring is full.
-    pub fn enqueue_key(&mut self, key: usize, payload: &Payload, tag: Option<Tag>) -> bool {
+    pub(super) fn enqueue_key(&mut self, key: usize, payload: &Payload, tag: Option<Tag>) -> bool {
         let enqueued = self.clock_ms();
         let Some(conn) = self.conns.get_mut(key) else {
             return false;
@@ -98,7 +98,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Conns<QUEUE, WHEEL> {
     }
 
     /// Arms the `send_timeout` check for the oldest waiting frame, if any.
-    pub fn arm_send_timer(&mut self, key: usize) {
+    pub(super) fn arm_send_timer(&mut self, key: usize) {
         let now_ms = self.clock_ms();
         let Some(conn) = self.conns.get_mut(key) else {
             return;
@@ -116,7 +116,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Conns<QUEUE, WHEEL> {
     }
 
     /// `send_timeout` in the ring clock's milliseconds.
-    pub fn send_timeout_ms(&self) -> u32 {
+    pub(super) fn send_timeout_ms(&self) -> u32 {
         self.send_timeout
     }
 }
