@@ -5,12 +5,17 @@
 //! run expired timers, carry out commands from other threads, flush again.
 //! Data flows one way: socket → decoder → events/routes → rings → socket.
 
+mod accept;
+mod close;
 mod deliver;
+mod frames;
+mod handshake;
 mod health;
-mod io;
 mod net;
+mod read;
 mod route;
 mod timers;
+mod write;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;

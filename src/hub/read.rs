@@ -1,0 +1,108 @@
+//! Reading: readiness to the hub-wide scratch buffer, with a per-turn budget
+//! per connection and the event limit pushing back on floods.
+
+use std::io::{ErrorKind, Read};
+
+use super::{Hub, READ_BUDGET};
+use crate::conn::Phase;
+use crate::event::DisconnectReason;
+
+impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
+    pub(super) fn conn_ready(&mut self, key: usize, readable: bool, writable: bool) {
+        let Some(conn) = self.net.conns.get_mut(key) else {
+            return;
+        };
+        if writable && conn.write_blocked {
+            conn.write_blocked = false;
+            self.flush_conn(key);
+        }
+        if readable {
+            self.read_conn(key);
+        }
+    }
+
+    /// Gives connections that used up their read budget another turn.
+    pub(super) fn read_leftovers(&mut self) {
+        // Two preallocated lists swap roles: `read_conn` may list a
+        // connection again while this turn's list is walked, and neither
+        // ever grows past the slot count (a connection is listed once).
+        let spare = std::mem::take(&mut self.read_spare);
+        let mut pending = std::mem::replace(&mut self.read_again, spare);
+        for &key in &pending {
+            if let Some(conn) = self.net.conns.get_mut(key) {
+                conn.read_pending = false;
+                self.read_conn(key);
+            }
+        }
+        pending.clear();
+        self.read_spare = pending;
+    }
+
+    pub(super) fn read_conn(&mut self, key: usize) {
+        let mut budget = READ_BUDGET;
+        loop {
+            let Some(conn) = self.net.conns.get_mut(key) else {
+                return;
+            };
+            if conn.read_pending {
+                return;
+            }
+            if self.events.len() >= self.event_limit && conn.is_open() {
+                // The host has not drained its events: leave the input in
+                // the socket (TCP pushes back on the client) and come back
+                // to this connection once there is room.
+                conn.read_pending = true;
+                self.read_again.push(key);
+                return;
+            }
+            match conn.stream.read(&mut self.scratch) {
+                Ok(0) => {
+                    let reason = match conn.phase {
+                        Phase::Closing {
+                            reason: Some(r), ..
+                        } => r,
+                        _ => DisconnectReason::ConnectionLost,
+                    };
+                    self.remove_conn(key, reason);
+                    return;
+                }
+                Ok(n) => {
+                    conn.last_seen = self.net.now;
+                    self.on_bytes(key, n);
+                    budget = budget.saturating_sub(n);
+                    if budget == 0 {
+                        if let Some(conn) = self.net.conns.get_mut(key) {
+                            conn.read_pending = true;
+                            self.read_again.push(key);
+                        }
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.remove_conn(key, DisconnectReason::Io(e.kind()));
+                    return;
+                }
+            }
+        }
+    }
+
+    /// `n` fresh bytes of connection `key` are at the start of the scratch buffer.
+    pub(super) fn on_bytes(&mut self, key: usize, n: usize) {
+        let conn = &mut self.net.conns[key];
+        match &mut conn.phase {
+            Phase::Handshake { head } => {
+                head.extend_from_slice(&self.scratch[..n]);
+                self.on_request_bytes(key);
+            }
+            Phase::Open => self.on_frames(key, n),
+            Phase::Closing { .. } => {
+                // Still upgraded: watch for the peer's close reply.
+                if conn.identity.is_some() {
+                    self.on_frames(key, n);
+                }
+            }
+        }
+    }
+}
