@@ -24,6 +24,16 @@ pub(crate) enum Dest {
 }
 
 impl Dest {
+    /// The owned form of a target, to cross threads.
+    pub(crate) fn of(target: crate::Target<'_>) -> Dest {
+        match target {
+            crate::Target::User(u) => Dest::User(u.into()),
+            crate::Target::Device { user, client } => Dest::Device(user.into(), client.into()),
+            crate::Target::Conn(id) => Dest::Conn(id),
+            crate::Target::All => Dest::All,
+        }
+    }
+
     /// The borrowed form the hub routes with.
     pub(crate) fn target(&self) -> crate::Target<'_> {
         match self {
@@ -35,6 +45,13 @@ impl Dest {
     }
 }
 
+/// Who a kick is for: the handle offers these two.
+#[derive(Debug, Clone)]
+pub(crate) enum KickWho {
+    User(Arc<str>),
+    Conn(ConnId),
+}
+
 #[derive(Debug)]
 pub(crate) enum Command {
     Send {
@@ -42,7 +59,7 @@ pub(crate) enum Command {
         payload: Payload,
     },
     Kick {
-        dest: Dest,
+        who: KickWho,
         reason: String,
     },
     SendWithRetry {
@@ -130,13 +147,8 @@ impl HubHandle {
     /// Sends `msg` to every device of `user` (or to `msg.receiver_client`
     /// only, when set).
     pub fn send_to_user(&self, user: &str, msg: &Message) -> Result<(), HandleError> {
-        let dest = if msg.receiver_client.is_empty() {
-            Dest::User(user.into())
-        } else {
-            Dest::Device(user.into(), msg.receiver_client.as_str().into())
-        };
         self.submit(Command::Send {
-            dest,
+            dest: Dest::of(crate::Target::user_or_device(user, &msg.receiver_client)),
             payload: encode(msg)?,
         })
     }
@@ -197,7 +209,7 @@ impl HubHandle {
     /// Kicks every device of `user` (a `kick_out` message, then close).
     pub fn kick_user(&self, user: &str, reason: &str) -> Result<(), HandleError> {
         self.submit(Command::Kick {
-            dest: Dest::User(user.into()),
+            who: KickWho::User(user.into()),
             reason: reason.to_owned(),
         })
     }
@@ -205,7 +217,7 @@ impl HubHandle {
     /// Kicks one connection.
     pub fn kick(&self, conn: ConnId, reason: &str) -> Result<(), HandleError> {
         self.submit(Command::Kick {
-            dest: Dest::Conn(conn),
+            who: KickWho::Conn(conn),
             reason: reason.to_owned(),
         })
     }

@@ -44,7 +44,9 @@ pub enum TimeoutKind {
     Ack,
     /// A message sat in a client's outbound queue past `send_timeout`.
     Send,
-    /// A connection-level deadline expired (handshake or idle timeout).
+    /// The connection died of its idle timeout (heartbeats lost) with the
+    /// message queued or unacknowledged. (A handshake that times out has no
+    /// messages yet: it is never a failure of a delivery.)
     Connection,
 }
 

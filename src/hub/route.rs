@@ -11,7 +11,7 @@ use crate::error::SendError;
 use crate::event::{ConnId, DisconnectReason};
 use crate::failure::Failure;
 use crate::failure::reason::FailureReason;
-use crate::handle::Command;
+use crate::handle::{Command, KickWho};
 use crate::message::{Message, Payload};
 
 /// Who a message is for.
@@ -264,20 +264,13 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
                         let _ = waiter.try_send(crate::delivery::SendResult::refused(&e));
                     }
                 }
-                Command::Kick { dest, reason } => match dest.target() {
-                    Target::User(u) => {
-                        self.kick_user(u, &reason);
+                Command::Kick { who, reason } => match who {
+                    KickWho::User(u) => {
+                        self.kick_user(&u, &reason);
                     }
-                    Target::Conn(id) => {
+                    KickWho::Conn(id) => {
                         self.kick(id, &reason);
                     }
-                    Target::Device { user, client } => {
-                        if let Some(key) = self.net.registry.device(user, client) {
-                            self.kick_key(key, &reason, DisconnectReason::Kicked);
-                        }
-                    }
-                    // The handle offers no kick-all.
-                    Target::All => {}
                 },
             }
         }
