@@ -455,10 +455,7 @@ impl<const W: usize> Engine<W> {
             return;
         };
         lane.closing = true;
-        while let Some(w) = self.lanes.get_mut(conn).and_then(|l| l.backlog.pop_front()) {
-            if let Some(lane) = self.lanes.get_mut(conn) {
-                lane.backlog_bytes -= w.bytes;
-            }
+        while let Some(w) = self.lanes.pop_backlog(conn) {
             self.counters.dropped_on_close += 1;
             self.settle(now, w.tag, TargetState::Failed(reason), net);
         }

@@ -107,6 +107,14 @@ impl Lanes {
         moved
     }
 
+    /// Takes the oldest backlog entry of `conn`.
+    pub(crate) fn pop_backlog(&mut self, conn: ConnId) -> Option<Waiting> {
+        let lane = self.get_mut(conn)?;
+        let w = lane.backlog.pop_front()?;
+        lane.backlog_bytes -= w.bytes;
+        Some(w)
+    }
+
     /// Entries in all windows: `require_ack` frames in flight.
     pub(super) fn windows(&self) -> usize {
         self.windows

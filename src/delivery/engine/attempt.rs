@@ -129,10 +129,7 @@ impl<const W: usize> Engine<W> {
             {
                 return;
             }
-            if let Some(lane) = self.lanes.get_mut(conn) {
-                lane.backlog.pop_front();
-                lane.backlog_bytes -= w.bytes;
-            }
+            self.lanes.pop_backlog(conn);
             let payload = self.table.get(w.tag.delivery).map(|d| d.payload().clone());
             match payload {
                 Some(_) if expired => {
