@@ -529,7 +529,10 @@ impl<const W: usize> Engine<W> {
         self.retry_now(now, user, u64::MAX, net);
         let mut stored = self.offline.take(user).unwrap_or_default();
         while let Some(s) = stored.pop_front() {
-            let env = s.envelope.clone();
+            let Some(env) = s.envelope() else {
+                log::error!("stored message {} no longer decodes: dropped", s.id);
+                continue;
+            };
             match self.open(now, user, env, Waiter::Loop, None, true, net) {
                 Ok(_) => self.counters.offline_replayed += 1,
                 Err(_) => {
@@ -602,7 +605,7 @@ impl<const W: usize> Engine<W> {
         }
         let mut gone = Vec::new();
         self.offline
-            .expire(now, &mut |u, s, why| gone.push((u, s.envelope, why)));
+            .expire(now, &mut |u, s, why| gone.push((u, s, why)));
         for (user, env, why) in gone {
             self.offline_gone(now, user, env, why);
         }

@@ -18,13 +18,30 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::Envelope;
+use crate::message::{Message, Payload};
 
-/// One stored message.
+/// One stored message: its frame and id only. The decoded `Message` is
+/// dropped (it would double the memory a message costs) and decoded again
+/// from the frame when the message is replayed.
 #[derive(Debug, Clone)]
 pub(crate) struct Stored {
-    pub envelope: Envelope,
-    pub since: Instant,
+    pub(crate) payload: Payload,
+    pub(crate) id: Arc<str>,
+    pub(crate) since: Instant,
     seq: u64,
+}
+
+impl Stored {
+    /// The message again, for its replay (`None` only if the frame, which
+    /// the hub encoded itself, no longer decodes).
+    pub(crate) fn envelope(&self) -> Option<Envelope> {
+        let message: Message = serde_json::from_slice(self.payload.body()).ok()?;
+        Some(Envelope {
+            message: Arc::new(message),
+            payload: self.payload.clone(),
+            id: self.id.clone(),
+        })
+    }
 }
 
 /// Why a stored message left the store other than by replay.
@@ -91,6 +108,7 @@ impl OfflineStore {
         gone: &mut impl FnMut(Arc<str>, Stored, Gone),
     ) -> bool {
         let size = envelope.payload.len();
+        let Envelope { payload, id, .. } = envelope;
         if !self.enabled() || size > self.limits.max_bytes {
             return false;
         }
@@ -99,13 +117,14 @@ impl OfflineStore {
             && let Some(old) = queue.pop_front()
         {
             self.messages -= 1;
-            self.bytes -= old.envelope.payload.len();
+            self.bytes -= old.payload.len();
             gone(user.clone(), old, Gone::Evicted);
         }
         let seq = self.next_seq;
         self.next_seq += 1;
         queue.push_back(Stored {
-            envelope,
+            payload,
+            id,
             since: now,
             seq,
         });
@@ -128,10 +147,7 @@ impl OfflineStore {
     pub(super) fn take(&mut self, user: &str) -> Option<VecDeque<Stored>> {
         let queue = self.users.remove(user)?;
         self.messages -= queue.len();
-        self.bytes -= queue
-            .iter()
-            .map(|s| s.envelope.payload.len())
-            .sum::<usize>();
+        self.bytes -= queue.iter().map(|s| s.payload.len()).sum::<usize>();
         Some(queue)
     }
 
@@ -141,7 +157,7 @@ impl OfflineStore {
             return;
         }
         self.messages += rest.len();
-        self.bytes += rest.iter().map(|s| s.envelope.payload.len()).sum::<usize>();
+        self.bytes += rest.iter().map(|s| s.payload.len()).sum::<usize>();
         let queue = self.users.entry(user.clone()).or_default();
         rest.append(queue);
         *queue = rest;
@@ -186,7 +202,7 @@ impl OfflineStore {
                 self.users.remove(&user);
             }
             self.messages -= 1;
-            self.bytes -= s.envelope.payload.len();
+            self.bytes -= s.payload.len();
             return Some((user, s));
         }
         None

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{Engine, Net, Timer};
-use crate::delivery::offline::Gone;
+use crate::delivery::offline::{Gone, Stored};
 use crate::delivery::record::{TargetState, Waiter};
 use crate::delivery::{DeliveryId, Envelope, SendAttempt, SendResult};
 use crate::failure::Failure;
@@ -222,20 +222,20 @@ impl<const W: usize> Engine<W> {
     pub(super) fn store(&mut self, now: Instant, user: &Arc<str>, env: Envelope) -> bool {
         let env = env.for_offline();
         let mut gone = Vec::new();
-        let kept = self.offline.store(now, user, env, &mut |u, s, why| {
-            gone.push((u, s.envelope, why))
-        });
+        let kept = self
+            .offline
+            .store(now, user, env, &mut |u, s, why| gone.push((u, s, why)));
         if kept {
             self.counters.offline_stored += 1;
         }
-        for (u, env, why) in gone {
-            self.offline_gone(now, u, env, why);
+        for (u, s, why) in gone {
+            self.offline_gone(now, u, s, why);
         }
         kept
     }
 
     /// A stored message left the store unreplayed: a final failure.
-    pub(super) fn offline_gone(&mut self, now: Instant, user: Arc<str>, env: Envelope, why: Gone) {
+    pub(super) fn offline_gone(&mut self, now: Instant, user: Arc<str>, s: Stored, why: Gone) {
         let reason = match why {
             Gone::Evicted => {
                 self.counters.offline_evicted += 1;
@@ -252,11 +252,12 @@ impl<const W: usize> Engine<W> {
             final_error: Some(reason),
             stored_offline: true,
             replayed: true,
-            message_id: Some(env.id.clone()),
+            message_id: Some(s.id.clone()),
             ..SendResult::default()
         };
         let _ = now;
-        let failure = Failure::new(reason, user, Some(env.message.clone()), env.payload.clone());
+        // The handlers' workers decode the message from its frame.
+        let failure = Failure::new(reason, user, None, s.payload);
         self.reporter.report(failure);
         if let Some(cb) = &mut self.on_result {
             // Not a delivery of this hub any more: no id of the table.
