@@ -7,11 +7,16 @@
 //! go to every recipient and a broadcast is one encode.
 
 use std::fmt;
-use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ws::{self, OpCode};
+mod payload;
+mod time;
+
+pub use payload::Payload;
+#[cfg(test)]
+use time::Stamp;
+pub use time::rfc3339_now;
 
 /// Well-known values of [`Message::message_type`].
 ///
@@ -239,149 +244,16 @@ impl fmt::Display for DecodeError {
 
 impl std::error::Error for DecodeError {}
 
-/// One encoded, complete WebSocket frame, shared by reference count.
-///
-/// Cloning is an atomic increment; the bytes are written to every recipient
-/// as they are, so a message is encoded once however many clients get it.
-///
-/// ```
-/// use wshub::{Message, Payload};
-/// let p = Payload::json(&Message::text("bob", "hi")).unwrap();
-/// assert_eq!(p.body(), br#"{"message_type":"text","receiver":"bob","content":"hi"}"#);
-/// assert_eq!(p.frame()[0], 0x81); // FIN + text
-/// ```
-#[derive(Clone, PartialEq, Eq)]
-pub struct Payload {
-    frame: Arc<[u8]>,
-    header_len: u8,
-}
-
-impl Payload {
-    /// Encodes a message as a JSON text frame.
-    pub fn json(msg: &Message) -> Result<Payload, serde_json::Error> {
-        let body = serde_json::to_vec(msg)?;
-        Ok(Payload::encode(OpCode::Text, &body))
-    }
-
-    /// A text frame carrying `text` as it is.
-    pub fn text(text: &str) -> Payload {
-        Payload::encode(OpCode::Text, text.as_bytes())
-    }
-
-    /// A binary frame carrying `data`.
-    pub fn binary(data: &[u8]) -> Payload {
-        Payload::encode(OpCode::Binary, data)
-    }
-
-    pub(crate) fn encode(opcode: OpCode, body: &[u8]) -> Payload {
-        let frame = ws::encode_frame(opcode, body);
-        Payload {
-            // At most 10 bytes (RFC 6455 §5.2).
-            header_len: (frame.len() - body.len()) as u8,
-            frame: frame.into(),
-        }
-    }
-
-    /// Bytes that go on the wire as they are, with no WebSocket framing (the
-    /// HTTP responses of the handshake phase share the write path).
-    pub(crate) fn raw(bytes: Vec<u8>) -> Payload {
-        Payload {
-            frame: bytes.into(),
-            header_len: 0,
-        }
-    }
-
-    /// The whole frame as it goes on the wire.
-    pub fn frame(&self) -> &[u8] {
-        &self.frame
-    }
-
-    /// The frame's body (the message bytes).
-    pub fn body(&self) -> &[u8] {
-        &self.frame[self.header_len as usize..]
-    }
-
-    /// The body as text, if it is valid UTF-8 (text frames always are).
-    ///
-    /// ```
-    /// assert_eq!(wshub::Payload::text("hé").as_str(), Some("hé"));
-    /// ```
-    pub fn as_str(&self) -> Option<&str> {
-        std::str::from_utf8(self.body()).ok()
-    }
-
-    /// The body's length in bytes.
-    pub fn len(&self) -> usize {
-        self.frame.len() - self.header_len as usize
-    }
-
-    /// Whether the body is empty.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-impl fmt::Debug for Payload {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let body = self.body();
-        let shown = &body[..body.len().min(64)];
-        f.debug_struct("Payload")
-            .field("len", &body.len())
-            .field("body", &String::from_utf8_lossy(shown))
-            .finish()
-    }
-}
-
-/// The current UTC time as RFC 3339 with millisecond precision
-/// (`2026-11-25T15:04:05.123Z`), as go-wsc writes `create_at`.
-///
-/// ```
-/// let t = wshub::message::rfc3339_now();
-/// assert_eq!(t.len(), 24);
-/// assert!(t.ends_with('Z'));
-/// ```
-pub fn rfc3339_now() -> String {
-    let since = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    rfc3339(since.as_secs(), since.subsec_millis())
-}
-
-fn rfc3339(secs: u64, millis: u32) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
-}
-
-/// Howard Hinnant's days-to-civil algorithm (proleptic Gregorian).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn rfc3339_known_dates() {
-        assert_eq!(rfc3339(0, 0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(rfc3339(951_782_400, 5), "2000-02-29T00:00:00.005Z");
-        assert_eq!(rfc3339(1_795_618_245, 999), "2026-11-25T14:50:45.999Z");
+        let at = |s, ms| Stamp::at(s, ms).as_str().to_owned();
+        assert_eq!(at(0, 0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(at(951_782_400, 5), "2000-02-29T00:00:00.005Z");
+        assert_eq!(at(1_795_618_245, 999), "2026-11-25T14:50:45.999Z");
     }
 
     #[test]
