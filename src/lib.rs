@@ -59,7 +59,7 @@ pub use util::{queue, timer};
 
 pub use auth::{Authenticator, Identity, Rejection};
 pub use config::HubConfig;
-pub use delivery::{DeliveryId, Envelope, SendAttempt, SendResult};
+pub use delivery::{DeliveryId, Envelope, MessageId, SendAttempt, SendResult};
 pub use error::{BuildError, SendError};
 pub use event::{ConnId, DisconnectReason, HubEvent};
 pub use failure::{

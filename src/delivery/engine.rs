@@ -331,7 +331,7 @@ impl<const W: usize> Engine<W> {
                 let failure = Failure::new(
                     reason.unwrap_or(FailureReason::Validation),
                     Arc::from(user),
-                    Some(env.message.clone()),
+                    env.message.clone(),
                     env.payload.clone(),
                 );
                 self.report(failure);
@@ -339,7 +339,7 @@ impl<const W: usize> Engine<W> {
             return Err(err);
         }
         let user = net.user_key(user).unwrap_or_else(|| Arc::from(user));
-        let require_ack = env.message.require_ack;
+        let require_ack = env.require_ack;
         let capacity = self.cfg.retry.max_retries as usize + 1;
         let id = self.table.open(now, env);
         self.budgets

@@ -79,3 +79,98 @@ mod tests {
         assert_eq!(many.len(), 10_000);
     }
 }
+
+/// A message's id, as results and the engine carry it: inline when it is
+/// short (every hub-assigned id is), shared otherwise, so that copying it
+/// into a result allocates nothing.
+///
+/// ```
+/// let r = wshub::SendResult::default();
+/// assert!(r.message_id.is_none());
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct MessageId(Repr);
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum Repr {
+    Inline { len: u8, bytes: [u8; INLINE] },
+    Shared(std::sync::Arc<str>),
+}
+
+/// Longest id kept inline.
+const INLINE: usize = 30;
+
+impl MessageId {
+    /// The id `s` (allocates only when longer than 30 bytes).
+    pub fn new(s: &str) -> MessageId {
+        if s.len() <= INLINE {
+            let mut bytes = [0u8; INLINE];
+            bytes[..s.len()].copy_from_slice(s.as_bytes());
+            MessageId(Repr::Inline {
+                len: s.len() as u8,
+                bytes,
+            })
+        } else {
+            MessageId(Repr::Shared(s.into()))
+        }
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        match &self.0 {
+            // Built from a `&str` cut at its own length: always UTF-8.
+            Repr::Inline { len, bytes } => {
+                std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or_default()
+            }
+            Repr::Shared(s) => s,
+        }
+    }
+}
+
+impl std::ops::Deref for MessageId {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl std::fmt::Display for MessageId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::fmt::Debug for MessageId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl PartialEq<str> for MessageId {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl From<IdBuf> for MessageId {
+    fn from(id: IdBuf) -> MessageId {
+        MessageId::new(id.as_str())
+    }
+}
+
+#[cfg(test)]
+mod message_id_tests {
+    use super::*;
+
+    #[test]
+    fn short_ids_are_inline_and_long_ones_shared() {
+        let hub = MessageId::from(IdBuf::next());
+        assert!(matches!(hub.0, Repr::Inline { .. }));
+        assert_eq!(hub.len(), ID_LEN);
+        let long = "x".repeat(31);
+        let m = MessageId::new(&long);
+        assert!(matches!(m.0, Repr::Shared(_)));
+        assert_eq!(&*m, long.as_str());
+        assert_eq!(MessageId::new("é"), *"é");
+    }
+}

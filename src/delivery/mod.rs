@@ -16,6 +16,8 @@
 mod acks;
 pub(crate) mod engine;
 pub(crate) mod ids;
+
+pub use ids::MessageId;
 mod lanes;
 mod offline;
 mod record;
@@ -94,7 +96,7 @@ pub struct SendResult {
     /// Why it finally failed.
     pub final_error: Option<FailureReason>,
     /// The message's `message_id` (hub-assigned unless the sender set one).
-    pub message_id: Option<Arc<str>>,
+    pub message_id: Option<MessageId>,
     /// The user was offline and the offline store kept the message: it is
     /// replayed when the user connects, and that replay's own result (or
     /// its expiry or eviction) reaches the result callback later.
@@ -136,9 +138,16 @@ impl SendResult {
 /// ```
 #[derive(Debug, Clone)]
 pub struct Envelope {
-    pub(crate) message: Arc<Message>,
+    /// The message, when it was built from one (always, for envelopes a
+    /// host makes; the hub's own relay keeps only the frame and the facts
+    /// below, and the handlers' workers decode the frame when they need it).
+    pub(crate) message: Option<Arc<Message>>,
     pub(crate) payload: Payload,
-    pub(crate) id: Arc<str>,
+    pub(crate) id: MessageId,
+    /// `require_ack` of the message.
+    pub(crate) require_ack: bool,
+    /// `receiver_client` of the message, if set: the one device it is for.
+    pub(crate) only: Option<MessageId>,
 }
 
 impl Envelope {
@@ -151,8 +160,11 @@ impl Envelope {
         }
         let payload = Payload::json(&message).map_err(|e| SendError::Encode(e.to_string()))?;
         Ok(Envelope {
-            id: Arc::from(message.message_id.as_str()),
-            message: Arc::new(message),
+            id: MessageId::new(&message.message_id),
+            require_ack: message.require_ack,
+            only: (!message.receiver_client.is_empty())
+                .then(|| MessageId::new(&message.receiver_client)),
+            message: Some(Arc::new(message)),
             payload,
         })
     }
@@ -164,16 +176,23 @@ impl Envelope {
 
     /// The same message marked as replayed from the offline store.
     pub(crate) fn for_offline(self) -> Envelope {
-        if self.message.source == "offline" {
+        let message = match &self.message {
+            Some(m) => (**m).clone(),
+            None => match serde_json::from_slice::<Message>(self.payload.body()) {
+                Ok(m) => m,
+                Err(_) => return self,
+            },
+        };
+        if message.source == "offline" {
             return self;
         }
-        let mut m = (*self.message).clone();
+        let mut m = message;
         m.source = "offline".to_owned();
         match Payload::json(&m) {
             Ok(payload) => Envelope {
-                message: Arc::new(m),
+                message: Some(Arc::new(m)),
                 payload,
-                id: self.id,
+                ..self
             },
             Err(_) => self,
         }
@@ -181,7 +200,10 @@ impl Envelope {
 
     /// The message.
     pub fn message(&self) -> &Message {
-        &self.message
+        // Envelopes a host can hold are built by `new`, which keeps it.
+        self.message
+            .as_deref()
+            .expect("an envelope built by Envelope::new keeps its message")
     }
 
     /// The encoded frame.

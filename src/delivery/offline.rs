@@ -17,7 +17,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::Envelope;
+use super::{Envelope, MessageId};
 use crate::message::{Message, Payload};
 
 /// One stored message: its frame and id only. The decoded `Message` is
@@ -26,7 +26,7 @@ use crate::message::{Message, Payload};
 #[derive(Debug, Clone)]
 pub(crate) struct Stored {
     pub(crate) payload: Payload,
-    pub(crate) id: Arc<str>,
+    pub(crate) id: MessageId,
     pub(crate) since: Instant,
     seq: u64,
 }
@@ -37,7 +37,10 @@ impl Stored {
     pub(crate) fn envelope(&self) -> Option<Envelope> {
         let message: Message = serde_json::from_slice(self.payload.body()).ok()?;
         Some(Envelope {
-            message: Arc::new(message),
+            require_ack: message.require_ack,
+            only: (!message.receiver_client.is_empty())
+                .then(|| MessageId::new(&message.receiver_client)),
+            message: Some(Arc::new(message)),
             payload: self.payload.clone(),
             id: self.id.clone(),
         })

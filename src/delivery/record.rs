@@ -7,7 +7,7 @@ use std::time::{Instant, SystemTime};
 
 use crossbeam_channel::Sender;
 
-use super::{DeliveryId, Envelope, SendResult};
+use super::{DeliveryId, Envelope, MessageId, SendResult};
 use crate::event::ConnId;
 use crate::failure::reason::FailureReason;
 use crate::message::Payload;
@@ -129,8 +129,8 @@ impl Delivery {
         &self.envelope().id
     }
 
-    /// The message id, shared.
-    pub(super) fn message_id_arc(&self) -> Arc<str> {
+    /// The message id, for the ACK index.
+    pub(super) fn message_id_arc(&self) -> MessageId {
         self.envelope().id.clone()
     }
 

@@ -108,7 +108,7 @@ impl<const W: usize> Engine<W> {
             let mut f = Failure::new(
                 reason,
                 user.clone(),
-                Some(env.message.clone()),
+                env.message.clone(),
                 env.payload.clone(),
             );
             f.delivery = Some(id);
