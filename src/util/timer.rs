@@ -24,6 +24,18 @@
 //! Entries live in a [`Slab`] and each slot is an intrusive doubly linked
 //! list threaded through them by index, so a preallocated wheel does not
 //! allocate until more timers are pending than it has capacity for.
+//!
+//! # Finding the next occupied slot
+//!
+//! Beside the slot heads the wheel keeps an occupancy bitmap, one bit a slot
+//! in `u64` words (as tokio's time driver does for each of its levels). Its
+//! invariant: **bit `s` is set exactly when slot `s`'s list is non-empty**. It
+//! is maintained wherever a slot's head changes (filing an entry, unlinking
+//! the last one, expiry moving entries to the ready list), so the nearest
+//! occupied slot after the cursor is a `trailing_zeros` over at most
+//! `SLOTS / 64 + 1` words, wrapping once: that answers
+//! [`next_deadline`](TimerWheel::next_deadline) and lets
+//! [`poll`](TimerWheel::poll) jump over empty slots instead of walking them.
 
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -89,12 +101,13 @@ struct Entry<T> {
 /// * [`insert`](Self::insert), [`cancel`](Self::cancel),
 ///   [`reset`](Self::reset), [`get`](Self::get): O(1); they allocate only if
 ///   the slab is full.
-/// * [`poll`](Self::poll): amortised O(1) per slot passed plus O(1) per entry
-///   filed in those slots (due or not). A jump of `now` by more than one
-///   rotation visits each slot once, so one call costs at most O(`SLOTS` +
-///   entries), whatever the elapsed time.
-/// * [`next_deadline`](Self::next_deadline): O(`SLOTS`) in the worst case,
-///   never proportional to the number of entries.
+/// * [`poll`](Self::poll): O(1) per occupied slot passed plus O(1) per entry
+///   filed in those slots (due or not); empty slots are skipped a bitmap
+///   word (64 slots) at a time. A jump of `now` by more than one rotation
+///   visits each occupied slot once, so one call costs at most
+///   O(`SLOTS` + entries), whatever the elapsed time.
+/// * [`next_deadline`](Self::next_deadline): O(`SLOTS / 64`) word reads (at
+///   most nine for 512 slots), never proportional to the number of entries.
 ///
 /// # Examples
 ///
@@ -118,6 +131,10 @@ pub struct TimerWheel<T, const SLOTS: usize> {
     entries: Slab<Entry<T>>,
     /// Head of each slot's list.
     slots: Box<[u32]>,
+    /// One bit a slot, `SLOTS.div_ceil(64)` words: bit `s % 64` of word
+    /// `s / 64` is set exactly when `slots[s] != NIL`. Only `set_head` writes
+    /// either, so the two never disagree.
+    occupied: Box<[u64]>,
     /// Head of the list of entries known to be due, handed out by `poll`
     /// before the wheel moves on. Because the wheel only advances once this
     /// is empty, due entries leave in tick order.
@@ -135,6 +152,8 @@ pub struct TimerWheel<T, const SLOTS: usize> {
 
 impl<T, const SLOTS: usize> TimerWheel<T, SLOTS> {
     const MASK: u64 = SLOTS as u64 - 1;
+    /// Words of the occupancy bitmap: a power of two, like `SLOTS`.
+    const WORDS: usize = SLOTS.div_ceil(64);
 
     /// Creates an empty wheel whose tick 0 is `start`.
     ///
@@ -191,6 +210,7 @@ impl<T, const SLOTS: usize> TimerWheel<T, SLOTS> {
         Self {
             entries: Slab::with_capacity(capacity),
             slots: vec![NIL; SLOTS].into_boxed_slice(),
+            occupied: vec![0; Self::WORDS].into_boxed_slice(),
             ready: NIL,
             current: 0,
             start,
@@ -389,11 +409,6 @@ impl<T, const SLOTS: usize> TimerWheel<T, SLOTS> {
             if self.current >= target {
                 return None;
             }
-            if self.entries.is_empty() {
-                // Nothing to find: skip the slot walk entirely.
-                self.current = target;
-                return None;
-            }
             // Passing more than one rotation would visit slots repeatedly.
             // Instead start one rotation short of the target: the ticks
             // `target - SLOTS + 1 ..= target` map onto every slot exactly
@@ -401,8 +416,18 @@ impl<T, const SLOTS: usize> TimerWheel<T, SLOTS> {
             // its tick is `<= t` (the next tick it could have is `t + SLOTS`,
             // which is beyond the target).
             self.current = self.current.max(target.saturating_sub(SLOTS as u64));
-            self.current += 1;
-            self.expire_slot(self.current);
+            // Empty slots have nothing to expire: go straight to the next
+            // occupied one, or to the target if none comes before it.
+            match self.next_occupied_tick(self.current, target - self.current) {
+                Some(t) => {
+                    self.current = t;
+                    self.expire_slot(t);
+                }
+                None => {
+                    self.current = target;
+                    return None;
+                }
+            }
         }
     }
 
@@ -419,9 +444,9 @@ impl<T, const SLOTS: usize> TimerWheel<T, SLOTS> {
     /// which case polling then yields nothing and the caller asks again: a
     /// far-off timer costs at most one spurious wake-up per rotation.
     ///
-    /// Costs at most `SLOTS` slot checks, independent of the number of
-    /// timers. Returns `None` also if the bound is not representable as an
-    /// `Instant`.
+    /// Costs a `trailing_zeros` over the occupancy bitmap (at most
+    /// `SLOTS / 64 + 1` words), independent of the number of timers. Returns
+    /// `None` also if the bound is not representable as an `Instant`.
     ///
     /// # Examples
     ///
@@ -436,18 +461,13 @@ impl<T, const SLOTS: usize> TimerWheel<T, SLOTS> {
     /// assert_eq!(wheel.next_deadline(), Some(start + Duration::from_millis(20)));
     /// ```
     pub fn next_deadline(&self) -> Option<Instant> {
-        if self.entries.is_empty() {
-            return None;
-        }
         if self.ready != NIL {
             return self.tick_instant(self.current);
         }
         // Entries in a slot all have ticks congruent to it and beyond
         // `current`, so the first occupied slot's next tick bounds them all
         // from below, and every later slot's entries are later still.
-        let current = self.current;
-        (current.saturating_add(1)..=current.saturating_add(SLOTS as u64))
-            .find(|&t| self.slots[Self::slot_of(t)] != NIL)
+        self.next_occupied_tick(self.current, SLOTS as u64)
             .and_then(|t| self.tick_instant(t))
     }
 
@@ -540,15 +560,16 @@ impl<T, const SLOTS: usize> TimerWheel<T, SLOTS> {
         self.push_front(list, index);
     }
 
+    #[inline]
     fn push_front(&mut self, list: List, index: u32) {
-        let old = *self.head_mut(list);
+        let old = self.head(list);
         let entry = &mut self.entries[index as usize];
         entry.prev = NIL;
         entry.next = old;
         if old != NIL {
             self.entries[old as usize].prev = index;
         }
-        *self.head_mut(list) = index;
+        self.set_head(list, index);
     }
 
     fn unlink(&mut self, index: u32) {
@@ -566,18 +587,59 @@ impl<T, const SLOTS: usize> TimerWheel<T, SLOTS> {
             } else {
                 List::Slot(Self::slot_of(tick))
             };
-            *self.head_mut(list) = next;
+            self.set_head(list, next);
         }
         if next != NIL {
             self.entries[next as usize].prev = prev;
         }
     }
 
-    fn head_mut(&mut self, list: List) -> &mut u32 {
+    fn head(&self, list: List) -> u32 {
         match list {
-            List::Slot(slot) => &mut self.slots[slot],
-            List::Ready => &mut self.ready,
+            List::Slot(slot) => self.slots[slot],
+            List::Ready => self.ready,
         }
+    }
+
+    /// The one place a list head changes: keeps the occupancy bit of a slot
+    /// equal to "its list is non-empty".
+    #[inline]
+    fn set_head(&mut self, list: List, index: u32) {
+        match list {
+            List::Slot(slot) => {
+                self.slots[slot] = index;
+                let (word, bit) = (slot / 64, 1u64 << (slot % 64));
+                if index == NIL {
+                    self.occupied[word] &= !bit;
+                } else {
+                    self.occupied[word] |= bit;
+                }
+            }
+            List::Ready => self.ready = index,
+        }
+    }
+
+    /// The first tick of `after + 1 ..= after + within` whose slot holds
+    /// entries, or `None`; `within` is at most `SLOTS`, so each tick of the
+    /// range has a slot of its own. The bitmap is read a word at a time from
+    /// `after + 1`'s slot on, wrapping once: at most `SLOTS / 64 + 1` words,
+    /// one for a short range.
+    fn next_occupied_tick(&self, after: u64, within: u64) -> Option<u64> {
+        debug_assert!(within <= SLOTS as u64);
+        let from = Self::slot_of(after.wrapping_add(1));
+        // `scanned` slots from `from` on are known to be empty.
+        let mut scanned = 0;
+        while scanned < within {
+            let slot = (from + scanned as usize) & (SLOTS - 1);
+            let bits = self.occupied[slot / 64] >> (slot % 64);
+            if bits != 0 {
+                let distance = scanned + u64::from(bits.trailing_zeros());
+                return (distance < within).then(|| after.saturating_add(1 + distance));
+            }
+            // To the end of this word, or of the wheel if it is shorter.
+            scanned += (64 - slot % 64).min(SLOTS - slot) as u64;
+        }
+        None
     }
 
     fn slot_of(tick: u64) -> usize {
@@ -974,12 +1036,19 @@ mod tests {
                 }
             }
             assert_eq!(wheel.len(), model.len());
+            assert_bitmap_matches_slots(&wheel);
             match (wheel.next_deadline(), model.keys().next()) {
                 (None, None) => {}
                 (Some(bound), Some(&(t, _))) => {
                     let earliest = start + Duration::from_nanos(t * tick_ns);
                     let now = start + Duration::from_nanos(elapsed);
                     assert!(bound <= earliest.max(now), "bound too late");
+                    if in_order {
+                        // Exact: the tick of the nearest slot holding a
+                        // pending timer, or the target if one is overdue.
+                        let at = |t: u64| start + Duration::from_nanos(t * tick_ns);
+                        assert_eq!(Some(bound), expected_next(&model, target, S).map(at));
+                    }
                     if in_order && t > target {
                         assert!(bound > start + Duration::from_nanos(elapsed));
                     }
@@ -989,12 +1058,48 @@ mod tests {
         }
     }
 
+    /// What `next_deadline` must say when the last poll ran to completion at
+    /// tick `current`: `current` itself if a timer is overdue (it waits on the
+    /// ready list), else the first tick after `current` that falls in the
+    /// slot of some pending timer.
+    fn expected_next<K>(
+        model: &BTreeMap<(u64, u64), K>,
+        current: u64,
+        slots: usize,
+    ) -> Option<u64> {
+        let slots = slots as u64;
+        model
+            .keys()
+            .map(|&(t, _)| {
+                if t <= current {
+                    current
+                } else {
+                    current + 1 + (t - current - 1) % slots
+                }
+            })
+            .min()
+    }
+
+    /// The wheel's invariant: a slot's bit is set exactly when its list is
+    /// non-empty, and no bit is set beyond the last slot.
+    fn assert_bitmap_matches_slots<T, const S: usize>(wheel: &TimerWheel<T, S>) {
+        for (slot, &head) in wheel.slots.iter().enumerate() {
+            let bit = wheel.occupied[slot / 64] >> (slot % 64) & 1;
+            assert_eq!(bit == 1, head != NIL, "slot {slot}");
+        }
+        let used: u32 = wheel.occupied.iter().map(|w| w.count_ones()).sum();
+        let heads = wheel.slots.iter().filter(|&&h| h != NIL).count();
+        assert_eq!(used as usize, heads, "bits beyond the last slot");
+    }
+
     #[test]
     fn model_against_btreemap() {
         for seed in [1, 0xdead_beef, 0x1234_5678_9abc_def0, 42, 2024] {
             model_run::<1>(seed, Duration::from_micros(700));
             model_run::<8>(seed, TICK);
             model_run::<64>(seed, Duration::from_micros(250));
+            // Several bitmap words: the search wraps across word boundaries.
+            model_run::<256>(seed, Duration::from_micros(100));
         }
     }
 }
