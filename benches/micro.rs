@@ -73,7 +73,7 @@ fn timers(c: &mut Criterion) {
 fn next_deadline_far(c: &mut Criterion) {
     let tick = Duration::from_millis(10);
     let start = Instant::now();
-    let mut w: TimerWheel<u64, 512> = TimerWheel::new(tick, start);
+    let mut w: TimerWheel<u64, 512> = TimerWheel::with_capacity(tick, start, 1);
     w.insert(start + tick * 512, 1);
     c.bench_function("wheel next_deadline (1 pending, one rotation away)", |b| {
         b.iter(|| black_box(black_box(&w).next_deadline()))

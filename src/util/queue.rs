@@ -11,8 +11,7 @@ use std::iter::FusedIterator;
 
 /// A fixed-capacity FIFO queue holding at most `N` items inline.
 ///
-/// Every operation is O(1) (except [`clear`](Self::clear), which drops each
-/// item) and nothing allocates after construction. `N` must be greater than
+/// Every operation is O(1) and nothing allocates after construction. `N` must be greater than
 /// zero; this is checked at compile time.
 ///
 /// # Examples
@@ -33,7 +32,6 @@ use std::iter::FusedIterator;
 /// ```compile_fail
 /// let q: wshub::queue::RingQueue<u8, 0> = wshub::queue::RingQueue::new();
 /// ```
-#[derive(Clone)]
 pub struct RingQueue<T, const N: usize> {
     // Invariant: exactly the `len` slots starting at `head` (wrapping) are
     // `Some`; every other slot is `None`. `Option` is what lets us move items
@@ -45,17 +43,6 @@ pub struct RingQueue<T, const N: usize> {
 }
 
 impl<T, const N: usize> RingQueue<T, N> {
-    /// The maximum number of items the queue can hold.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use wshub::queue::RingQueue;
-    ///
-    /// assert_eq!(RingQueue::<u8, 16>::CAPACITY, 16);
-    /// ```
-    pub const CAPACITY: usize = N;
-
     /// Creates an empty queue.
     ///
     /// # Examples
@@ -159,25 +146,6 @@ impl<T, const N: usize> RingQueue<T, N> {
         self.buf[self.head].as_ref()
     }
 
-    /// Returns a mutable reference to the front item, if any.
-    ///
-    /// Useful for partially written frames: advance the item in place and pop
-    /// it only once it has been fully flushed.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use wshub::queue::RingQueue;
-    ///
-    /// let mut q: RingQueue<Vec<u8>, 4> = RingQueue::new();
-    /// q.push_back(vec![1, 2, 3]).unwrap();
-    /// q.front_mut().unwrap().drain(..2);
-    /// assert_eq!(q.front(), Some(&vec![3]));
-    /// ```
-    pub fn front_mut(&mut self) -> Option<&mut T> {
-        self.buf[self.head].as_mut()
-    }
-
     /// Returns a mutable reference to the back (most recently pushed) item,
     /// if any.
     ///
@@ -247,20 +215,6 @@ impl<T, const N: usize> RingQueue<T, N> {
         self.len == N
     }
 
-    /// Returns the capacity, `N`.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use wshub::queue::RingQueue;
-    ///
-    /// let q: RingQueue<u8, 32> = RingQueue::new();
-    /// assert_eq!(q.capacity(), 32);
-    /// ```
-    pub fn capacity(&self) -> usize {
-        N
-    }
-
     /// Returns an iterator over the items from front to back.
     ///
     /// # Examples
@@ -279,25 +233,6 @@ impl<T, const N: usize> RingQueue<T, N> {
             head: self.head,
             len: self.len,
         }
-    }
-
-    /// Drops every item, front to back.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use wshub::queue::RingQueue;
-    ///
-    /// let mut q: RingQueue<u8, 4> = RingQueue::new();
-    /// q.push_back(1).unwrap();
-    /// q.clear();
-    /// assert!(q.is_empty());
-    /// ```
-    pub fn clear(&mut self) {
-        // Popping one at a time (rather than overwriting the array) costs
-        // O(len) instead of O(N) and keeps the invariant intact even if an
-        // item's destructor panics.
-        while self.pop_front().is_some() {}
     }
 
     /// Removes the items front to back, yielding them by value.
@@ -329,6 +264,7 @@ impl<T, const N: usize> RingQueue<T, N> {
     }
 }
 
+// Kept for clippy's `new_without_default`: `new` is reachable from outside.
 impl<T, const N: usize> Default for RingQueue<T, N> {
     fn default() -> Self {
         Self::new()
@@ -353,15 +289,6 @@ impl<T: fmt::Debug, const N: usize> fmt::Debug for RingQueue<T, N> {
     }
 }
 
-impl<'a, T, const N: usize> IntoIterator for &'a RingQueue<T, N> {
-    type Item = &'a T;
-    type IntoIter = Iter<'a, T, N>;
-
-    fn into_iter(self) -> Self::IntoIter {
-        self.iter()
-    }
-}
-
 /// Iterator over the items of a [`RingQueue`], front to back.
 ///
 /// Created by [`RingQueue::iter`].
@@ -376,7 +303,7 @@ impl<'a, T, const N: usize> IntoIterator for &'a RingQueue<T, N> {
 /// q.push_back(2).unwrap();
 /// let mut it = q.iter();
 /// assert_eq!(it.len(), 2);
-/// assert_eq!(it.next_back(), Some(&2));
+/// assert_eq!(it.next(), Some(&1));
 /// ```
 pub struct Iter<'a, T, const N: usize> {
     buf: &'a [Option<T>; N],
@@ -406,16 +333,6 @@ impl<'a, T, const N: usize> Iterator for Iter<'a, T, N> {
 
     fn size_hint(&self) -> (usize, Option<usize>) {
         (self.len, Some(self.len))
-    }
-}
-
-impl<T, const N: usize> DoubleEndedIterator for Iter<'_, T, N> {
-    fn next_back(&mut self) -> Option<Self::Item> {
-        if self.len == 0 {
-            return None;
-        }
-        self.len -= 1;
-        self.buf[RingQueue::<T, N>::wrap(self.head + self.len)].as_ref()
     }
 }
 
@@ -464,7 +381,9 @@ impl<T, const N: usize> FusedIterator for Drain<'_, T, N> {}
 
 impl<T, const N: usize> Drop for Drain<'_, T, N> {
     fn drop(&mut self) {
-        self.queue.clear();
+        // One at a time rather than overwriting the array: O(len), not O(N),
+        // and the invariant holds even if an item's destructor panics.
+        while self.queue.pop_front().is_some() {}
     }
 }
 
@@ -483,13 +402,12 @@ mod tests {
 
     #[test]
     fn empty() {
-        let mut q: RingQueue<u32, 3> = RingQueue::default();
+        let mut q: RingQueue<u32, 3> = RingQueue::new();
         assert!(q.is_empty());
         assert!(!q.is_full());
         assert_eq!(q.len(), 0);
-        assert_eq!(q.capacity(), 3);
         assert_eq!(q.front(), None);
-        assert_eq!(q.front_mut(), None);
+        assert_eq!(q.back_mut(), None);
         assert_eq!(q.pop_front(), None);
         assert_eq!(q.iter().next(), None);
         assert_eq!(q.drain().next(), None);
@@ -525,7 +443,7 @@ mod tests {
             }
             let expected: Vec<u32> = (next_out..next_in).collect();
             assert_eq!(q.iter().copied().collect::<Vec<_>>(), expected);
-            assert_eq!(q.iter().rev().count(), expected.len());
+            assert_eq!(q.iter().len(), expected.len());
         }
     }
 
@@ -539,16 +457,6 @@ mod tests {
             assert_eq!(q.pop_front(), Some(s));
             assert!(q.is_empty());
         }
-    }
-
-    #[test]
-    fn front_mut_edits_in_place() {
-        let mut q: RingQueue<u32, 2> = RingQueue::new();
-        q.push_back(1).unwrap();
-        q.push_back(2).unwrap();
-        *q.front_mut().unwrap() += 10;
-        assert_eq!(q.pop_front(), Some(11));
-        assert_eq!(q.pop_front(), Some(2));
     }
 
     #[test]
@@ -578,12 +486,12 @@ mod tests {
     }
 
     #[test]
-    fn clear_and_drop_release_items() {
+    fn drain_and_drop_release_items() {
         let token = Rc::new(());
         let mut q: RingQueue<Rc<()>, 3> = RingQueue::new();
         q.push_back(token.clone()).unwrap();
         q.push_back(token.clone()).unwrap();
-        q.clear();
+        drop(q.drain());
         assert!(q.is_empty());
         assert_eq!(Rc::strong_count(&token), 1);
         q.push_back(token.clone()).unwrap();
@@ -620,15 +528,20 @@ mod tests {
                 }
                 5..=7 => assert_eq!(q.pop_front(), model.pop_front()),
                 8 => {
-                    if let (Some(a), Some(b)) = (q.front_mut(), model.front_mut()) {
+                    if let (Some(a), Some(b)) = (q.back_mut(), model.back_mut()) {
                         *a += 1;
                         *b += 1;
                     }
                 }
                 _ => match rng.below(4) {
                     0 => {
-                        q.clear();
-                        model.clear();
+                        let r = q.push_front(step);
+                        if model.len() < N {
+                            model.push_front(step);
+                            assert_eq!(r, Ok(()));
+                        } else {
+                            assert_eq!(r, Err(step));
+                        }
                     }
                     1 => {
                         let take = rng.below(N as u64 + 1) as usize;
@@ -636,7 +549,7 @@ mod tests {
                         let want: Vec<u64> = model.drain(..).take(take).collect();
                         assert_eq!(got, want);
                     }
-                    _ => assert!(q.iter().rev().eq(model.iter().rev())),
+                    _ => assert!(q.drain().eq(model.drain(..))),
                 },
             }
             assert_eq!(q.len(), model.len());
