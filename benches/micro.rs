@@ -6,9 +6,8 @@ use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
-use wshub::queue::RingQueue;
+use wshub::__private::util::{RingQueue, TimerWheel};
 use wshub::retry::{Jitter, RetryPolicy, SplitMix64};
-use wshub::timer::TimerWheel;
 use wshub::{Hub, HubConfig, Message, Payload, Target};
 
 fn ring(c: &mut Criterion) {

@@ -50,7 +50,6 @@ mod util;
 mod ws;
 
 pub use failure::reason;
-pub use util::{queue, timer};
 pub use ws::{codec, http};
 
 pub use auth::{Authenticator, Identity, Rejection};
@@ -67,6 +66,19 @@ pub use hub::{DEFAULT_QUEUE, DEFAULT_WHEEL, DefaultHub, Hub, Target};
 pub use message::{Message, Payload, Priority};
 pub use reason::{FailureReason, TimeoutKind};
 pub use stats::Stats;
+
+/// Internals that benches, fuzz targets and doctests reach from outside the
+/// crate. Not part of the API: hidden, and free to change in any release.
+#[doc(hidden)]
+pub mod __private {
+    /// The ring queue and the timing wheel (`src/util`).
+    pub mod util {
+        pub use crate::util::{
+            queue::RingQueue,
+            timer::{TimerKey, TimerWheel},
+        };
+    }
+}
 
 /// The README's examples, compiled and run as doctests.
 #[doc = include_str!("../README.md")]

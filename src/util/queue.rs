@@ -17,7 +17,7 @@ use std::iter::FusedIterator;
 /// # Examples
 ///
 /// ```
-/// use wshub::queue::RingQueue;
+/// use wshub::__private::util::RingQueue;
 ///
 /// let mut q: RingQueue<&str, 2> = RingQueue::new();
 /// assert_eq!(q.push_back("a"), Ok(()));
@@ -29,8 +29,10 @@ use std::iter::FusedIterator;
 ///
 /// A zero capacity is rejected when the queue is built:
 ///
-/// ```compile_fail
-/// let q: wshub::queue::RingQueue<u8, 0> = wshub::queue::RingQueue::new();
+/// ```compile_fail,E0080
+/// use wshub::__private::util::RingQueue;
+///
+/// let q: RingQueue<u8, 0> = RingQueue::new();
 /// ```
 pub struct RingQueue<T, const N: usize> {
     // Invariant: exactly the `len` slots starting at `head` (wrapping) are
@@ -48,7 +50,7 @@ impl<T, const N: usize> RingQueue<T, N> {
     /// # Examples
     ///
     /// ```
-    /// use wshub::queue::RingQueue;
+    /// use wshub::__private::util::RingQueue;
     ///
     /// let q: RingQueue<u32, 8> = RingQueue::new();
     /// assert!(q.is_empty());
@@ -68,7 +70,7 @@ impl<T, const N: usize> RingQueue<T, N> {
     /// # Examples
     ///
     /// ```
-    /// use wshub::queue::RingQueue;
+    /// use wshub::__private::util::RingQueue;
     ///
     /// let mut q: RingQueue<u8, 1> = RingQueue::new();
     /// assert_eq!(q.push_back(1), Ok(()));
@@ -90,7 +92,7 @@ impl<T, const N: usize> RingQueue<T, N> {
     /// # Examples
     ///
     /// ```
-    /// use wshub::queue::RingQueue;
+    /// use wshub::__private::util::RingQueue;
     ///
     /// let mut q: RingQueue<u8, 2> = RingQueue::new();
     /// q.push_back(2).unwrap();
@@ -113,7 +115,7 @@ impl<T, const N: usize> RingQueue<T, N> {
     /// # Examples
     ///
     /// ```
-    /// use wshub::queue::RingQueue;
+    /// use wshub::__private::util::RingQueue;
     ///
     /// let mut q: RingQueue<u8, 4> = RingQueue::new();
     /// q.push_back(7).unwrap();
@@ -134,7 +136,7 @@ impl<T, const N: usize> RingQueue<T, N> {
     /// # Examples
     ///
     /// ```
-    /// use wshub::queue::RingQueue;
+    /// use wshub::__private::util::RingQueue;
     ///
     /// let mut q: RingQueue<u8, 4> = RingQueue::new();
     /// assert_eq!(q.front(), None);
@@ -152,7 +154,7 @@ impl<T, const N: usize> RingQueue<T, N> {
     /// # Examples
     ///
     /// ```
-    /// use wshub::queue::RingQueue;
+    /// use wshub::__private::util::RingQueue;
     ///
     /// let mut q: RingQueue<u8, 4> = RingQueue::new();
     /// assert_eq!(q.back_mut(), None);
@@ -175,7 +177,7 @@ impl<T, const N: usize> RingQueue<T, N> {
     /// # Examples
     ///
     /// ```
-    /// use wshub::queue::RingQueue;
+    /// use wshub::__private::util::RingQueue;
     ///
     /// let mut q: RingQueue<u8, 4> = RingQueue::new();
     /// q.push_back(1).unwrap();
@@ -190,7 +192,7 @@ impl<T, const N: usize> RingQueue<T, N> {
     /// # Examples
     ///
     /// ```
-    /// use wshub::queue::RingQueue;
+    /// use wshub::__private::util::RingQueue;
     ///
     /// let q: RingQueue<u8, 4> = RingQueue::new();
     /// assert!(q.is_empty());
@@ -205,7 +207,7 @@ impl<T, const N: usize> RingQueue<T, N> {
     /// # Examples
     ///
     /// ```
-    /// use wshub::queue::RingQueue;
+    /// use wshub::__private::util::RingQueue;
     ///
     /// let mut q: RingQueue<u8, 1> = RingQueue::new();
     /// q.push_back(1).unwrap();
@@ -220,7 +222,7 @@ impl<T, const N: usize> RingQueue<T, N> {
     /// # Examples
     ///
     /// ```
-    /// use wshub::queue::RingQueue;
+    /// use wshub::__private::util::RingQueue;
     ///
     /// let mut q: RingQueue<u8, 4> = RingQueue::new();
     /// q.push_back(1).unwrap();
@@ -243,7 +245,7 @@ impl<T, const N: usize> RingQueue<T, N> {
     /// # Examples
     ///
     /// ```
-    /// use wshub::queue::RingQueue;
+    /// use wshub::__private::util::RingQueue;
     ///
     /// let mut q: RingQueue<u8, 4> = RingQueue::new();
     /// q.push_back(1).unwrap();
@@ -296,7 +298,7 @@ impl<T: fmt::Debug, const N: usize> fmt::Debug for RingQueue<T, N> {
 /// # Examples
 ///
 /// ```
-/// use wshub::queue::RingQueue;
+/// use wshub::__private::util::RingQueue;
 ///
 /// let mut q: RingQueue<u8, 4> = RingQueue::new();
 /// q.push_back(1).unwrap();
@@ -353,7 +355,7 @@ impl<T: fmt::Debug, const N: usize> fmt::Debug for Iter<'_, T, N> {
 /// # Examples
 ///
 /// ```
-/// use wshub::queue::RingQueue;
+/// use wshub::__private::util::RingQueue;
 ///
 /// let mut q: RingQueue<u8, 4> = RingQueue::new();
 /// q.push_back(1).unwrap();

@@ -56,10 +56,11 @@ const NIL: u32 = u32::MAX;
 ///
 /// ```
 /// use std::time::{Duration, Instant};
-/// use wshub::timer::TimerWheel;
+/// use wshub::__private::util::TimerWheel;
 ///
 /// let start = Instant::now();
-/// let mut wheel: TimerWheel<&str, 64> = TimerWheel::with_capacity(Duration::from_millis(10), start, 16);
+/// let mut wheel: TimerWheel<&str, 64> =
+///     TimerWheel::with_capacity(Duration::from_millis(10), start, 16);
 /// let key = wheel.insert(start + Duration::from_secs(1), "ping");
 /// assert_eq!(wheel.cancel(key), Some("ping"));
 /// let reused = wheel.insert(start + Duration::from_secs(1), "pong");
@@ -112,10 +113,11 @@ struct Entry<T> {
 ///
 /// ```
 /// use std::time::{Duration, Instant};
-/// use wshub::timer::TimerWheel;
+/// use wshub::__private::util::TimerWheel;
 ///
 /// let start = Instant::now();
-/// let mut wheel: TimerWheel<u32, 256> = TimerWheel::with_capacity(Duration::from_millis(10), start, 16);
+/// let mut wheel: TimerWheel<u32, 256> =
+///     TimerWheel::with_capacity(Duration::from_millis(10), start, 16);
 /// wheel.insert(start + Duration::from_millis(25), 1);
 /// wheel.insert(start + Duration::from_millis(5), 2);
 ///
@@ -165,7 +167,7 @@ impl<T, const SLOTS: usize> TimerWheel<T, SLOTS> {
     ///
     /// ```
     /// use std::time::{Duration, Instant};
-    /// use wshub::timer::TimerWheel;
+    /// use wshub::__private::util::TimerWheel;
     ///
     /// let wheel: TimerWheel<u64, 1024> =
     ///     TimerWheel::with_capacity(Duration::from_millis(10), Instant::now(), 10_000);
@@ -176,8 +178,10 @@ impl<T, const SLOTS: usize> TimerWheel<T, SLOTS> {
     ///
     /// ```compile_fail,E0080
     /// use std::time::{Duration, Instant};
-    /// let w: wshub::timer::TimerWheel<(), 100> =
-    ///     wshub::timer::TimerWheel::with_capacity(Duration::from_millis(1), Instant::now(), 0);
+    /// use wshub::__private::util::TimerWheel;
+    ///
+    /// let w: TimerWheel<(), 100> =
+    ///     TimerWheel::with_capacity(Duration::from_millis(1), Instant::now(), 0);
     /// ```
     pub fn with_capacity(tick: Duration, start: Instant, capacity: usize) -> Self {
         const {
@@ -214,10 +218,11 @@ impl<T, const SLOTS: usize> TimerWheel<T, SLOTS> {
     ///
     /// ```
     /// use std::time::{Duration, Instant};
-    /// use wshub::timer::TimerWheel;
+    /// use wshub::__private::util::TimerWheel;
     ///
     /// let start = Instant::now();
-    /// let mut wheel: TimerWheel<&str, 64> = TimerWheel::with_capacity(Duration::from_millis(1), start, 16);
+    /// let mut wheel: TimerWheel<&str, 64> =
+    ///     TimerWheel::with_capacity(Duration::from_millis(1), start, 16);
     /// wheel.insert(start + Duration::from_millis(3), "timeout");
     /// assert_eq!(wheel.poll(start + Duration::from_millis(2)), None);
     /// assert_eq!(wheel.poll(start + Duration::from_millis(3)), Some("timeout"));
@@ -251,10 +256,11 @@ impl<T, const SLOTS: usize> TimerWheel<T, SLOTS> {
     ///
     /// ```
     /// use std::time::{Duration, Instant};
-    /// use wshub::timer::TimerWheel;
+    /// use wshub::__private::util::TimerWheel;
     ///
     /// let start = Instant::now();
-    /// let mut wheel: TimerWheel<u8, 64> = TimerWheel::with_capacity(Duration::from_millis(1), start, 16);
+    /// let mut wheel: TimerWheel<u8, 64> =
+    ///     TimerWheel::with_capacity(Duration::from_millis(1), start, 16);
     /// let key = wheel.insert(start + Duration::from_millis(5), 7);
     /// assert_eq!(wheel.cancel(key), Some(7));
     /// assert_eq!(wheel.cancel(key), None);
@@ -299,10 +305,11 @@ impl<T, const SLOTS: usize> TimerWheel<T, SLOTS> {
     ///
     /// ```
     /// use std::time::{Duration, Instant};
-    /// use wshub::timer::TimerWheel;
+    /// use wshub::__private::util::TimerWheel;
     ///
     /// let start = Instant::now();
-    /// let mut wheel: TimerWheel<u32, 64> = TimerWheel::with_capacity(Duration::from_millis(1), start, 16);
+    /// let mut wheel: TimerWheel<u32, 64> =
+    ///     TimerWheel::with_capacity(Duration::from_millis(1), start, 16);
     /// for i in 0..3 {
     ///     wheel.insert(start + Duration::from_millis(i), i as u32);
     /// }
@@ -367,10 +374,11 @@ impl<T, const SLOTS: usize> TimerWheel<T, SLOTS> {
     ///
     /// ```
     /// use std::time::{Duration, Instant};
-    /// use wshub::timer::TimerWheel;
+    /// use wshub::__private::util::TimerWheel;
     ///
     /// let start = Instant::now();
-    /// let mut wheel: TimerWheel<(), 64> = TimerWheel::with_capacity(Duration::from_millis(10), start, 16);
+    /// let mut wheel: TimerWheel<(), 64> =
+    ///     TimerWheel::with_capacity(Duration::from_millis(10), start, 16);
     /// assert_eq!(wheel.next_deadline(), None);
     /// wheel.insert(start + Duration::from_millis(15), ());
     /// assert_eq!(wheel.next_deadline(), Some(start + Duration::from_millis(20)));
@@ -392,10 +400,11 @@ impl<T, const SLOTS: usize> TimerWheel<T, SLOTS> {
     ///
     /// ```
     /// use std::time::{Duration, Instant};
-    /// use wshub::timer::TimerWheel;
+    /// use wshub::__private::util::TimerWheel;
     ///
     /// let start = Instant::now();
-    /// let mut wheel: TimerWheel<(), 64> = TimerWheel::with_capacity(Duration::from_millis(1), start, 16);
+    /// let mut wheel: TimerWheel<(), 64> =
+    ///     TimerWheel::with_capacity(Duration::from_millis(1), start, 16);
     /// wheel.insert(start, ());
     /// assert_eq!(wheel.len(), 1);
     /// ```
@@ -409,9 +418,10 @@ impl<T, const SLOTS: usize> TimerWheel<T, SLOTS> {
     ///
     /// ```
     /// use std::time::{Duration, Instant};
-    /// use wshub::timer::TimerWheel;
+    /// use wshub::__private::util::TimerWheel;
     ///
-    /// let wheel: TimerWheel<(), 64> = TimerWheel::with_capacity(Duration::from_millis(1), Instant::now(), 0);
+    /// let wheel: TimerWheel<(), 64> =
+    ///     TimerWheel::with_capacity(Duration::from_millis(1), Instant::now(), 0);
     /// assert!(wheel.is_empty());
     /// ```
     pub fn is_empty(&self) -> bool {
