@@ -7,9 +7,8 @@ use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use wshub::__private::retry::SplitMix64;
-use wshub::queue::RingQueue;
+use wshub::__private::util::{RingQueue, TimerWheel};
 use wshub::retry::{Jitter, RetryPolicy};
-use wshub::timer::TimerWheel;
 use wshub::{Hub, HubConfig, Message, Payload, Target};
 
 fn ring(c: &mut Criterion) {
@@ -52,6 +51,9 @@ fn timers(c: &mut Criterion) {
                 black_box(w.cancel(k))
             })
         });
+        c.bench_function(&format!("wheel next_deadline ({pending} pending)"), |b| {
+            b.iter(|| black_box(black_box(&w).next_deadline()))
+        });
         // A turn: advance one 10 ms tick; whatever fires is re-armed 100 s
         // later, so the number pending stays constant.
         let mut now = start;
@@ -64,6 +66,18 @@ fn timers(c: &mut Criterion) {
             })
         });
     }
+}
+
+/// `next_deadline` at its worst: one timer, in the slot just behind the
+/// cursor, so a scan would pass every other slot first.
+fn next_deadline_far(c: &mut Criterion) {
+    let tick = Duration::from_millis(10);
+    let start = Instant::now();
+    let mut w: TimerWheel<u64, 512> = TimerWheel::with_capacity(tick, start, 1);
+    w.insert(start + tick * 512, 1);
+    c.bench_function("wheel next_deadline (1 pending, one rotation away)", |b| {
+        b.iter(|| black_box(black_box(&w).next_deadline()))
+    });
 }
 
 fn backoff(c: &mut Criterion) {
@@ -154,5 +168,13 @@ fn route(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, ring, timers, backoff, encode, route);
+criterion_group!(
+    benches,
+    ring,
+    timers,
+    next_deadline_far,
+    backoff,
+    encode,
+    route
+);
 criterion_main!(benches);

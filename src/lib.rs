@@ -55,7 +55,6 @@ mod util;
 mod ws;
 
 pub use failure::reason;
-pub use util::{queue, timer};
 
 pub use auth::{Authenticator, Identity, Rejection};
 pub use config::HubConfig;
@@ -96,6 +95,14 @@ pub mod __private {
     pub mod retry {
         pub use crate::retry::budget::RetryBudget;
         pub use crate::retry::jitter::{RandomSource, SplitMix64};
+    }
+
+    /// The ring queue and the timing wheel (`src/util`).
+    pub mod util {
+        pub use crate::util::{
+            queue::RingQueue,
+            timer::{TimerKey, TimerWheel},
+        };
     }
 }
 

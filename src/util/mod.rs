@@ -1,5 +1,6 @@
 //! Fixed-capacity building blocks of the loop: the ring queue and the
-//! hashed timing wheel.
+//! hashed timing wheel. Crate-private; benches and doctests reach them
+//! through `wshub::__private::util`.
 
-pub mod queue;
-pub mod timer;
+pub(crate) mod queue;
+pub(crate) mod timer;

@@ -11,14 +11,13 @@ use std::iter::FusedIterator;
 
 /// A fixed-capacity FIFO queue holding at most `N` items inline.
 ///
-/// Every operation is O(1) (except [`clear`](Self::clear), which drops each
-/// item) and nothing allocates after construction. `N` must be greater than
+/// Every operation is O(1) and nothing allocates after construction. `N` must be greater than
 /// zero; this is checked at compile time.
 ///
 /// # Examples
 ///
 /// ```
-/// use wshub::queue::RingQueue;
+/// use wshub::__private::util::RingQueue;
 ///
 /// let mut q: RingQueue<&str, 2> = RingQueue::new();
 /// assert_eq!(q.push_back("a"), Ok(()));
@@ -30,10 +29,11 @@ use std::iter::FusedIterator;
 ///
 /// A zero capacity is rejected when the queue is built:
 ///
-/// ```compile_fail
-/// let q: wshub::queue::RingQueue<u8, 0> = wshub::queue::RingQueue::new();
+/// ```compile_fail,E0080
+/// use wshub::__private::util::RingQueue;
+///
+/// let q: RingQueue<u8, 0> = RingQueue::new();
 /// ```
-#[derive(Clone)]
 pub struct RingQueue<T, const N: usize> {
     // Invariant: exactly the `len` slots starting at `head` (wrapping) are
     // `Some`; every other slot is `None`. `Option` is what lets us move items
@@ -45,23 +45,12 @@ pub struct RingQueue<T, const N: usize> {
 }
 
 impl<T, const N: usize> RingQueue<T, N> {
-    /// The maximum number of items the queue can hold.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use wshub::queue::RingQueue;
-    ///
-    /// assert_eq!(RingQueue::<u8, 16>::CAPACITY, 16);
-    /// ```
-    pub const CAPACITY: usize = N;
-
     /// Creates an empty queue.
     ///
     /// # Examples
     ///
     /// ```
-    /// use wshub::queue::RingQueue;
+    /// use wshub::__private::util::RingQueue;
     ///
     /// let q: RingQueue<u32, 8> = RingQueue::new();
     /// assert!(q.is_empty());
@@ -81,7 +70,7 @@ impl<T, const N: usize> RingQueue<T, N> {
     /// # Examples
     ///
     /// ```
-    /// use wshub::queue::RingQueue;
+    /// use wshub::__private::util::RingQueue;
     ///
     /// let mut q: RingQueue<u8, 1> = RingQueue::new();
     /// assert_eq!(q.push_back(1), Ok(()));
@@ -103,7 +92,7 @@ impl<T, const N: usize> RingQueue<T, N> {
     /// # Examples
     ///
     /// ```
-    /// use wshub::queue::RingQueue;
+    /// use wshub::__private::util::RingQueue;
     ///
     /// let mut q: RingQueue<u8, 2> = RingQueue::new();
     /// q.push_back(2).unwrap();
@@ -126,7 +115,7 @@ impl<T, const N: usize> RingQueue<T, N> {
     /// # Examples
     ///
     /// ```
-    /// use wshub::queue::RingQueue;
+    /// use wshub::__private::util::RingQueue;
     ///
     /// let mut q: RingQueue<u8, 4> = RingQueue::new();
     /// q.push_back(7).unwrap();
@@ -147,7 +136,7 @@ impl<T, const N: usize> RingQueue<T, N> {
     /// # Examples
     ///
     /// ```
-    /// use wshub::queue::RingQueue;
+    /// use wshub::__private::util::RingQueue;
     ///
     /// let mut q: RingQueue<u8, 4> = RingQueue::new();
     /// assert_eq!(q.front(), None);
@@ -159,32 +148,13 @@ impl<T, const N: usize> RingQueue<T, N> {
         self.buf[self.head].as_ref()
     }
 
-    /// Returns a mutable reference to the front item, if any.
-    ///
-    /// Useful for partially written frames: advance the item in place and pop
-    /// it only once it has been fully flushed.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use wshub::queue::RingQueue;
-    ///
-    /// let mut q: RingQueue<Vec<u8>, 4> = RingQueue::new();
-    /// q.push_back(vec![1, 2, 3]).unwrap();
-    /// q.front_mut().unwrap().drain(..2);
-    /// assert_eq!(q.front(), Some(&vec![3]));
-    /// ```
-    pub fn front_mut(&mut self) -> Option<&mut T> {
-        self.buf[self.head].as_mut()
-    }
-
     /// Returns a mutable reference to the back (most recently pushed) item,
     /// if any.
     ///
     /// # Examples
     ///
     /// ```
-    /// use wshub::queue::RingQueue;
+    /// use wshub::__private::util::RingQueue;
     ///
     /// let mut q: RingQueue<u8, 4> = RingQueue::new();
     /// assert_eq!(q.back_mut(), None);
@@ -207,7 +177,7 @@ impl<T, const N: usize> RingQueue<T, N> {
     /// # Examples
     ///
     /// ```
-    /// use wshub::queue::RingQueue;
+    /// use wshub::__private::util::RingQueue;
     ///
     /// let mut q: RingQueue<u8, 4> = RingQueue::new();
     /// q.push_back(1).unwrap();
@@ -222,7 +192,7 @@ impl<T, const N: usize> RingQueue<T, N> {
     /// # Examples
     ///
     /// ```
-    /// use wshub::queue::RingQueue;
+    /// use wshub::__private::util::RingQueue;
     ///
     /// let q: RingQueue<u8, 4> = RingQueue::new();
     /// assert!(q.is_empty());
@@ -237,7 +207,7 @@ impl<T, const N: usize> RingQueue<T, N> {
     /// # Examples
     ///
     /// ```
-    /// use wshub::queue::RingQueue;
+    /// use wshub::__private::util::RingQueue;
     ///
     /// let mut q: RingQueue<u8, 1> = RingQueue::new();
     /// q.push_back(1).unwrap();
@@ -247,26 +217,12 @@ impl<T, const N: usize> RingQueue<T, N> {
         self.len == N
     }
 
-    /// Returns the capacity, `N`.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use wshub::queue::RingQueue;
-    ///
-    /// let q: RingQueue<u8, 32> = RingQueue::new();
-    /// assert_eq!(q.capacity(), 32);
-    /// ```
-    pub fn capacity(&self) -> usize {
-        N
-    }
-
     /// Returns an iterator over the items from front to back.
     ///
     /// # Examples
     ///
     /// ```
-    /// use wshub::queue::RingQueue;
+    /// use wshub::__private::util::RingQueue;
     ///
     /// let mut q: RingQueue<u8, 4> = RingQueue::new();
     /// q.push_back(1).unwrap();
@@ -281,25 +237,6 @@ impl<T, const N: usize> RingQueue<T, N> {
         }
     }
 
-    /// Drops every item, front to back.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use wshub::queue::RingQueue;
-    ///
-    /// let mut q: RingQueue<u8, 4> = RingQueue::new();
-    /// q.push_back(1).unwrap();
-    /// q.clear();
-    /// assert!(q.is_empty());
-    /// ```
-    pub fn clear(&mut self) {
-        // Popping one at a time (rather than overwriting the array) costs
-        // O(len) instead of O(N) and keeps the invariant intact even if an
-        // item's destructor panics.
-        while self.pop_front().is_some() {}
-    }
-
     /// Removes the items front to back, yielding them by value.
     ///
     /// The queue is empty once the returned iterator is dropped, even if it
@@ -308,7 +245,7 @@ impl<T, const N: usize> RingQueue<T, N> {
     /// # Examples
     ///
     /// ```
-    /// use wshub::queue::RingQueue;
+    /// use wshub::__private::util::RingQueue;
     ///
     /// let mut q: RingQueue<u8, 4> = RingQueue::new();
     /// q.push_back(1).unwrap();
@@ -329,6 +266,7 @@ impl<T, const N: usize> RingQueue<T, N> {
     }
 }
 
+// Kept for clippy's `new_without_default`: `new` is reachable from outside.
 impl<T, const N: usize> Default for RingQueue<T, N> {
     fn default() -> Self {
         Self::new()
@@ -353,15 +291,6 @@ impl<T: fmt::Debug, const N: usize> fmt::Debug for RingQueue<T, N> {
     }
 }
 
-impl<'a, T, const N: usize> IntoIterator for &'a RingQueue<T, N> {
-    type Item = &'a T;
-    type IntoIter = Iter<'a, T, N>;
-
-    fn into_iter(self) -> Self::IntoIter {
-        self.iter()
-    }
-}
-
 /// Iterator over the items of a [`RingQueue`], front to back.
 ///
 /// Created by [`RingQueue::iter`].
@@ -369,14 +298,14 @@ impl<'a, T, const N: usize> IntoIterator for &'a RingQueue<T, N> {
 /// # Examples
 ///
 /// ```
-/// use wshub::queue::RingQueue;
+/// use wshub::__private::util::RingQueue;
 ///
 /// let mut q: RingQueue<u8, 4> = RingQueue::new();
 /// q.push_back(1).unwrap();
 /// q.push_back(2).unwrap();
 /// let mut it = q.iter();
 /// assert_eq!(it.len(), 2);
-/// assert_eq!(it.next_back(), Some(&2));
+/// assert_eq!(it.next(), Some(&1));
 /// ```
 pub struct Iter<'a, T, const N: usize> {
     buf: &'a [Option<T>; N],
@@ -409,16 +338,6 @@ impl<'a, T, const N: usize> Iterator for Iter<'a, T, N> {
     }
 }
 
-impl<T, const N: usize> DoubleEndedIterator for Iter<'_, T, N> {
-    fn next_back(&mut self) -> Option<Self::Item> {
-        if self.len == 0 {
-            return None;
-        }
-        self.len -= 1;
-        self.buf[RingQueue::<T, N>::wrap(self.head + self.len)].as_ref()
-    }
-}
-
 impl<T, const N: usize> ExactSizeIterator for Iter<'_, T, N> {}
 impl<T, const N: usize> FusedIterator for Iter<'_, T, N> {}
 
@@ -436,7 +355,7 @@ impl<T: fmt::Debug, const N: usize> fmt::Debug for Iter<'_, T, N> {
 /// # Examples
 ///
 /// ```
-/// use wshub::queue::RingQueue;
+/// use wshub::__private::util::RingQueue;
 ///
 /// let mut q: RingQueue<u8, 4> = RingQueue::new();
 /// q.push_back(1).unwrap();
@@ -464,7 +383,9 @@ impl<T, const N: usize> FusedIterator for Drain<'_, T, N> {}
 
 impl<T, const N: usize> Drop for Drain<'_, T, N> {
     fn drop(&mut self) {
-        self.queue.clear();
+        // One at a time rather than overwriting the array: O(len), not O(N),
+        // and the invariant holds even if an item's destructor panics.
+        while self.queue.pop_front().is_some() {}
     }
 }
 
@@ -475,186 +396,4 @@ impl<T: fmt::Debug, const N: usize> fmt::Debug for Drain<'_, T, N> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::testutil::Rng;
-    use std::collections::VecDeque;
-    use std::rc::Rc;
-
-    #[test]
-    fn empty() {
-        let mut q: RingQueue<u32, 3> = RingQueue::default();
-        assert!(q.is_empty());
-        assert!(!q.is_full());
-        assert_eq!(q.len(), 0);
-        assert_eq!(q.capacity(), 3);
-        assert_eq!(q.front(), None);
-        assert_eq!(q.front_mut(), None);
-        assert_eq!(q.pop_front(), None);
-        assert_eq!(q.iter().next(), None);
-        assert_eq!(q.drain().next(), None);
-    }
-
-    #[test]
-    fn full_rejects_without_growing() {
-        let mut q: RingQueue<u32, 3> = RingQueue::new();
-        for i in 0..3 {
-            q.push_back(i).unwrap();
-        }
-        assert!(q.is_full());
-        assert_eq!(q.push_back(99), Err(99));
-        assert_eq!(q.len(), 3);
-        assert_eq!(q.iter().copied().collect::<Vec<_>>(), [0, 1, 2]);
-    }
-
-    #[test]
-    fn wraps_around() {
-        let mut q: RingQueue<u32, 3> = RingQueue::new();
-        let mut next_in = 0;
-        let mut next_out = 0;
-        // Many laps with the queue hovering around full, so head and tail
-        // cross the end of the array at every possible offset.
-        for round in 0..50 {
-            while q.push_back(next_in).is_ok() {
-                next_in += 1;
-            }
-            for _ in 0..(round % 3) + 1 {
-                assert_eq!(q.front(), Some(&next_out));
-                assert_eq!(q.pop_front(), Some(next_out));
-                next_out += 1;
-            }
-            let expected: Vec<u32> = (next_out..next_in).collect();
-            assert_eq!(q.iter().copied().collect::<Vec<_>>(), expected);
-            assert_eq!(q.iter().rev().count(), expected.len());
-        }
-    }
-
-    #[test]
-    fn capacity_one() {
-        let mut q: RingQueue<&str, 1> = RingQueue::new();
-        for s in ["a", "b", "c"] {
-            q.push_back(s).unwrap();
-            assert!(q.is_full());
-            assert_eq!(q.push_back("x"), Err("x"));
-            assert_eq!(q.pop_front(), Some(s));
-            assert!(q.is_empty());
-        }
-    }
-
-    #[test]
-    fn front_mut_edits_in_place() {
-        let mut q: RingQueue<u32, 2> = RingQueue::new();
-        q.push_back(1).unwrap();
-        q.push_back(2).unwrap();
-        *q.front_mut().unwrap() += 10;
-        assert_eq!(q.pop_front(), Some(11));
-        assert_eq!(q.pop_front(), Some(2));
-    }
-
-    #[test]
-    fn drain_dropped_early_empties_and_drops_items() {
-        let token = Rc::new(());
-        let mut q: RingQueue<Rc<()>, 4> = RingQueue::new();
-        // Offset head so the drained range wraps.
-        q.push_back(token.clone()).unwrap();
-        q.push_back(token.clone()).unwrap();
-        q.pop_front();
-        q.pop_front();
-        for _ in 0..4 {
-            q.push_back(token.clone()).unwrap();
-        }
-        assert_eq!(Rc::strong_count(&token), 5);
-        {
-            let mut d = q.drain();
-            assert_eq!(d.len(), 4);
-            d.next();
-            assert_eq!(d.len(), 3);
-        }
-        assert!(q.is_empty());
-        assert_eq!(Rc::strong_count(&token), 1);
-        // Still usable afterwards.
-        q.push_back(token.clone()).unwrap();
-        assert_eq!(q.len(), 1);
-    }
-
-    #[test]
-    fn clear_and_drop_release_items() {
-        let token = Rc::new(());
-        let mut q: RingQueue<Rc<()>, 3> = RingQueue::new();
-        q.push_back(token.clone()).unwrap();
-        q.push_back(token.clone()).unwrap();
-        q.clear();
-        assert!(q.is_empty());
-        assert_eq!(Rc::strong_count(&token), 1);
-        q.push_back(token.clone()).unwrap();
-        drop(q);
-        assert_eq!(Rc::strong_count(&token), 1);
-    }
-
-    #[test]
-    fn debug_shows_len_capacity_items() {
-        let mut q: RingQueue<u8, 4> = RingQueue::new();
-        q.push_back(1).unwrap();
-        q.push_back(2).unwrap();
-        assert_eq!(
-            format!("{q:?}"),
-            "RingQueue { len: 2, capacity: 4, items: [1, 2] }"
-        );
-    }
-
-    fn model_run<const N: usize>(seed: u64) {
-        let mut rng = Rng(seed);
-        let mut q: RingQueue<u64, N> = RingQueue::new();
-        let mut model: VecDeque<u64> = VecDeque::new();
-        for step in 0..5_000u64 {
-            match rng.below(10) {
-                // Bias towards pushes so the queue regularly fills up.
-                0..=4 => {
-                    let r = q.push_back(step);
-                    if model.len() < N {
-                        model.push_back(step);
-                        assert_eq!(r, Ok(()));
-                    } else {
-                        assert_eq!(r, Err(step));
-                    }
-                }
-                5..=7 => assert_eq!(q.pop_front(), model.pop_front()),
-                8 => {
-                    if let (Some(a), Some(b)) = (q.front_mut(), model.front_mut()) {
-                        *a += 1;
-                        *b += 1;
-                    }
-                }
-                _ => match rng.below(4) {
-                    0 => {
-                        q.clear();
-                        model.clear();
-                    }
-                    1 => {
-                        let take = rng.below(N as u64 + 1) as usize;
-                        let got: Vec<u64> = q.drain().take(take).collect();
-                        let want: Vec<u64> = model.drain(..).take(take).collect();
-                        assert_eq!(got, want);
-                    }
-                    _ => assert!(q.iter().rev().eq(model.iter().rev())),
-                },
-            }
-            assert_eq!(q.len(), model.len());
-            assert_eq!(q.is_empty(), model.is_empty());
-            assert_eq!(q.is_full(), model.len() == N);
-            assert_eq!(q.front(), model.front());
-            assert_eq!(q.iter().len(), model.len());
-            assert!(q.iter().eq(model.iter()));
-        }
-    }
-
-    #[test]
-    fn model_against_vecdeque() {
-        for seed in [1, 0xdead_beef, 0x1234_5678_9abc_def0, 42, 7] {
-            model_run::<1>(seed);
-            model_run::<3>(seed);
-            model_run::<8>(seed);
-            model_run::<13>(seed);
-        }
-    }
-}
+mod tests;

@@ -8,9 +8,9 @@
 //!
 //! That trade suits the hub's workload (heartbeat, idle, handshake, send, ACK
 //! and retry timeouts, up to about a million pending) where nearly every
-//! timer is cancelled or reset long before it fires: insert, cancel and reset
-//! are O(1) and allocation-free, and the cost of a [`poll`](TimerWheel::poll)
-//! grows with the slots it passes and the entries filed in them, never with
+//! timer is cancelled long before it fires: insert and cancel are O(1) and
+//! allocation-free, and the cost of a [`poll`](TimerWheel::poll) grows with
+//! the occupied slots it passes and the entries filed in them, never with
 //! the total number of timers.
 //!
 //! # Time model
@@ -24,6 +24,18 @@
 //! Entries live in a [`Slab`] and each slot is an intrusive doubly linked
 //! list threaded through them by index, so a preallocated wheel does not
 //! allocate until more timers are pending than it has capacity for.
+//!
+//! # Finding the next occupied slot
+//!
+//! Beside the slot heads the wheel keeps an occupancy bitmap, one bit a slot
+//! in `u64` words (as tokio's time driver does for each of its levels). Its
+//! invariant: **bit `s` is set exactly when slot `s`'s list is non-empty**. It
+//! is maintained wherever a slot's head changes (filing an entry, unlinking
+//! the last one, expiry moving entries to the ready list), so the nearest
+//! occupied slot after the cursor is a `trailing_zeros` over at most
+//! `SLOTS / 64 + 1` words, wrapping once: that answers
+//! [`next_deadline`](TimerWheel::next_deadline) and lets
+//! [`poll`](TimerWheel::poll) jump over empty slots instead of walking them.
 
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -44,10 +56,11 @@ const NIL: u32 = u32::MAX;
 ///
 /// ```
 /// use std::time::{Duration, Instant};
-/// use wshub::timer::TimerWheel;
+/// use wshub::__private::util::TimerWheel;
 ///
 /// let start = Instant::now();
-/// let mut wheel: TimerWheel<&str, 64> = TimerWheel::new(Duration::from_millis(10), start);
+/// let mut wheel: TimerWheel<&str, 64> =
+///     TimerWheel::with_capacity(Duration::from_millis(10), start, 16);
 /// let key = wheel.insert(start + Duration::from_secs(1), "ping");
 /// assert_eq!(wheel.cancel(key), Some("ping"));
 /// let reused = wheel.insert(start + Duration::from_secs(1), "pong");
@@ -55,7 +68,7 @@ const NIL: u32 = u32::MAX;
 /// assert_eq!(wheel.cancel(key), None); // stale: does not touch "pong"
 /// assert_eq!(wheel.len(), 1);
 /// ```
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct TimerKey {
     index: usize,
     generation: u64,
@@ -86,24 +99,25 @@ struct Entry<T> {
 ///
 /// # Complexity
 ///
-/// * [`insert`](Self::insert), [`cancel`](Self::cancel),
-///   [`reset`](Self::reset), [`get`](Self::get): O(1); they allocate only if
-///   the slab is full.
-/// * [`poll`](Self::poll): amortised O(1) per slot passed plus O(1) per entry
-///   filed in those slots (due or not). A jump of `now` by more than one
-///   rotation visits each slot once, so one call costs at most O(`SLOTS` +
-///   entries), whatever the elapsed time.
-/// * [`next_deadline`](Self::next_deadline): O(`SLOTS`) in the worst case,
-///   never proportional to the number of entries.
+/// * [`insert`](Self::insert), [`cancel`](Self::cancel): O(1); `insert`
+///   allocates only if the slab is full.
+/// * [`poll`](Self::poll): O(1) per occupied slot passed plus O(1) per entry
+///   filed in those slots (due or not); empty slots are skipped a bitmap
+///   word (64 slots) at a time. A jump of `now` by more than one rotation
+///   visits each occupied slot once, so one call costs at most
+///   O(`SLOTS` + entries), whatever the elapsed time.
+/// * [`next_deadline`](Self::next_deadline): O(`SLOTS / 64`) word reads (at
+///   most nine for 512 slots), never proportional to the number of entries.
 ///
 /// # Examples
 ///
 /// ```
 /// use std::time::{Duration, Instant};
-/// use wshub::timer::TimerWheel;
+/// use wshub::__private::util::TimerWheel;
 ///
 /// let start = Instant::now();
-/// let mut wheel: TimerWheel<u32, 256> = TimerWheel::new(Duration::from_millis(10), start);
+/// let mut wheel: TimerWheel<u32, 256> =
+///     TimerWheel::with_capacity(Duration::from_millis(10), start, 16);
 /// wheel.insert(start + Duration::from_millis(25), 1);
 /// wheel.insert(start + Duration::from_millis(5), 2);
 ///
@@ -118,6 +132,10 @@ pub struct TimerWheel<T, const SLOTS: usize> {
     entries: Slab<Entry<T>>,
     /// Head of each slot's list.
     slots: Box<[u32]>,
+    /// One bit a slot, `SLOTS.div_ceil(64)` words: bit `s % 64` of word
+    /// `s / 64` is set exactly when `slots[s] != NIL`. Only `set_head` writes
+    /// either, so the two never disagree.
+    occupied: Box<[u64]>,
     /// Head of the list of entries known to be due, handed out by `poll`
     /// before the wheel moves on. Because the wheel only advances once this
     /// is empty, due entries leave in tick order.
@@ -135,8 +153,11 @@ pub struct TimerWheel<T, const SLOTS: usize> {
 
 impl<T, const SLOTS: usize> TimerWheel<T, SLOTS> {
     const MASK: u64 = SLOTS as u64 - 1;
+    /// Words of the occupancy bitmap: a power of two, like `SLOTS`.
+    const WORDS: usize = SLOTS.div_ceil(64);
 
-    /// Creates an empty wheel whose tick 0 is `start`.
+    /// Creates an empty wheel whose tick 0 is `start`, with room for
+    /// `capacity` timers before it needs to allocate.
     ///
     /// # Panics
     ///
@@ -146,39 +167,21 @@ impl<T, const SLOTS: usize> TimerWheel<T, SLOTS> {
     ///
     /// ```
     /// use std::time::{Duration, Instant};
-    /// use wshub::timer::TimerWheel;
+    /// use wshub::__private::util::TimerWheel;
     ///
-    /// let wheel: TimerWheel<(), 512> = TimerWheel::new(Duration::from_millis(10), Instant::now());
+    /// let wheel: TimerWheel<u64, 1024> =
+    ///     TimerWheel::with_capacity(Duration::from_millis(10), Instant::now(), 10_000);
     /// assert!(wheel.is_empty());
     /// ```
     ///
     /// `SLOTS` that is not a power of two is rejected at compile time:
     ///
-    /// ```compile_fail
+    /// ```compile_fail,E0080
     /// use std::time::{Duration, Instant};
-    /// let w: wshub::timer::TimerWheel<(), 100> =
-    ///     wshub::timer::TimerWheel::new(Duration::from_millis(1), Instant::now());
-    /// ```
-    pub fn new(tick: Duration, start: Instant) -> Self {
-        Self::with_capacity(tick, start, 0)
-    }
-
-    /// Creates an empty wheel with room for `capacity` timers before it
-    /// needs to allocate.
+    /// use wshub::__private::util::TimerWheel;
     ///
-    /// # Panics
-    ///
-    /// Panics if `tick` is zero.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use std::time::{Duration, Instant};
-    /// use wshub::timer::TimerWheel;
-    ///
-    /// let wheel: TimerWheel<u64, 1024> =
-    ///     TimerWheel::with_capacity(Duration::from_millis(10), Instant::now(), 10_000);
-    /// assert!(wheel.capacity() >= 10_000);
+    /// let w: TimerWheel<(), 100> =
+    ///     TimerWheel::with_capacity(Duration::from_millis(1), Instant::now(), 0);
     /// ```
     pub fn with_capacity(tick: Duration, start: Instant, capacity: usize) -> Self {
         const {
@@ -191,6 +194,7 @@ impl<T, const SLOTS: usize> TimerWheel<T, SLOTS> {
         Self {
             entries: Slab::with_capacity(capacity),
             slots: vec![NIL; SLOTS].into_boxed_slice(),
+            occupied: vec![0; Self::WORDS].into_boxed_slice(),
             ready: NIL,
             current: 0,
             start,
@@ -201,7 +205,7 @@ impl<T, const SLOTS: usize> TimerWheel<T, SLOTS> {
     }
 
     /// Schedules `value` to be returned by [`poll`](Self::poll) once
-    /// `deadline` has passed, and returns a key to cancel or reset it.
+    /// `deadline` has passed, and returns a key to cancel it.
     ///
     /// A deadline that the wheel has already reached is due immediately: the
     /// next `poll` returns it.
@@ -214,12 +218,14 @@ impl<T, const SLOTS: usize> TimerWheel<T, SLOTS> {
     ///
     /// ```
     /// use std::time::{Duration, Instant};
-    /// use wshub::timer::TimerWheel;
+    /// use wshub::__private::util::TimerWheel;
     ///
     /// let start = Instant::now();
-    /// let mut wheel: TimerWheel<&str, 64> = TimerWheel::new(Duration::from_millis(1), start);
-    /// let key = wheel.insert(start + Duration::from_millis(3), "timeout");
-    /// assert_eq!(wheel.get(key), Some(&"timeout"));
+    /// let mut wheel: TimerWheel<&str, 64> =
+    ///     TimerWheel::with_capacity(Duration::from_millis(1), start, 16);
+    /// wheel.insert(start + Duration::from_millis(3), "timeout");
+    /// assert_eq!(wheel.poll(start + Duration::from_millis(2)), None);
+    /// assert_eq!(wheel.poll(start + Duration::from_millis(3)), Some("timeout"));
     /// ```
     pub fn insert(&mut self, deadline: Instant, value: T) -> TimerKey {
         // Links are `u32`; `NIL` itself must stay unused.
@@ -250,10 +256,11 @@ impl<T, const SLOTS: usize> TimerWheel<T, SLOTS> {
     ///
     /// ```
     /// use std::time::{Duration, Instant};
-    /// use wshub::timer::TimerWheel;
+    /// use wshub::__private::util::TimerWheel;
     ///
     /// let start = Instant::now();
-    /// let mut wheel: TimerWheel<u8, 64> = TimerWheel::new(Duration::from_millis(1), start);
+    /// let mut wheel: TimerWheel<u8, 64> =
+    ///     TimerWheel::with_capacity(Duration::from_millis(1), start, 16);
     /// let key = wheel.insert(start + Duration::from_millis(5), 7);
     /// assert_eq!(wheel.cancel(key), Some(7));
     /// assert_eq!(wheel.cancel(key), None);
@@ -265,78 +272,12 @@ impl<T, const SLOTS: usize> TimerWheel<T, SLOTS> {
         Some(self.entries.remove(key.index).value)
     }
 
-    /// Moves a pending timer to a new deadline, keeping its key and value.
-    /// Returns `false` (and does nothing) if the key is stale.
-    ///
-    /// This is the heartbeat pattern: reset the idle timer on every message
-    /// rather than cancelling and inserting a new one.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use std::time::{Duration, Instant};
-    /// use wshub::timer::TimerWheel;
-    ///
-    /// let start = Instant::now();
-    /// let mut wheel: TimerWheel<&str, 64> = TimerWheel::new(Duration::from_millis(1), start);
-    /// let key = wheel.insert(start + Duration::from_millis(5), "idle");
-    /// assert!(wheel.reset(key, start + Duration::from_millis(50)));
-    /// assert_eq!(wheel.poll(start + Duration::from_millis(10)), None);
-    /// assert_eq!(wheel.poll(start + Duration::from_millis(50)), Some("idle"));
-    /// assert!(!wheel.reset(key, start)); // already fired
-    /// ```
-    pub fn reset(&mut self, key: TimerKey, deadline: Instant) -> bool {
-        if self.get(key).is_none() {
-            return false;
-        }
-        let index = key.index as u32;
-        self.unlink(index);
-        self.entries[key.index].tick = self.deadline_tick(deadline);
-        self.link(index);
-        true
-    }
-
-    /// Returns a reference to a pending timer's value, or `None` if the key
-    /// is stale.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use std::time::{Duration, Instant};
-    /// use wshub::timer::TimerWheel;
-    ///
-    /// let start = Instant::now();
-    /// let mut wheel: TimerWheel<u8, 64> = TimerWheel::new(Duration::from_millis(1), start);
-    /// let key = wheel.insert(start, 1);
-    /// assert_eq!(wheel.get(key), Some(&1));
-    /// ```
-    pub fn get(&self, key: TimerKey) -> Option<&T> {
+    /// The pending timer `key` names, unless the key is stale.
+    fn get(&self, key: TimerKey) -> Option<&T> {
         self.entries
             .get(key.index)
             .filter(|e| e.generation == key.generation)
             .map(|e| &e.value)
-    }
-
-    /// Returns a mutable reference to a pending timer's value, or `None` if
-    /// the key is stale.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use std::time::{Duration, Instant};
-    /// use wshub::timer::TimerWheel;
-    ///
-    /// let start = Instant::now();
-    /// let mut wheel: TimerWheel<u8, 64> = TimerWheel::new(Duration::from_millis(1), start);
-    /// let key = wheel.insert(start, 1);
-    /// *wheel.get_mut(key).unwrap() += 1;
-    /// assert_eq!(wheel.poll(start), Some(2));
-    /// ```
-    pub fn get_mut(&mut self, key: TimerKey) -> Option<&mut T> {
-        self.entries
-            .get_mut(key.index)
-            .filter(|e| e.generation == key.generation)
-            .map(|e| &mut e.value)
     }
 
     /// Returns the value of one timer that is due at `now`, or `None` once
@@ -364,10 +305,11 @@ impl<T, const SLOTS: usize> TimerWheel<T, SLOTS> {
     ///
     /// ```
     /// use std::time::{Duration, Instant};
-    /// use wshub::timer::TimerWheel;
+    /// use wshub::__private::util::TimerWheel;
     ///
     /// let start = Instant::now();
-    /// let mut wheel: TimerWheel<u32, 64> = TimerWheel::new(Duration::from_millis(1), start);
+    /// let mut wheel: TimerWheel<u32, 64> =
+    ///     TimerWheel::with_capacity(Duration::from_millis(1), start, 16);
     /// for i in 0..3 {
     ///     wheel.insert(start + Duration::from_millis(i), i as u32);
     /// }
@@ -389,11 +331,6 @@ impl<T, const SLOTS: usize> TimerWheel<T, SLOTS> {
             if self.current >= target {
                 return None;
             }
-            if self.entries.is_empty() {
-                // Nothing to find: skip the slot walk entirely.
-                self.current = target;
-                return None;
-            }
             // Passing more than one rotation would visit slots repeatedly.
             // Instead start one rotation short of the target: the ticks
             // `target - SLOTS + 1 ..= target` map onto every slot exactly
@@ -401,8 +338,18 @@ impl<T, const SLOTS: usize> TimerWheel<T, SLOTS> {
             // its tick is `<= t` (the next tick it could have is `t + SLOTS`,
             // which is beyond the target).
             self.current = self.current.max(target.saturating_sub(SLOTS as u64));
-            self.current += 1;
-            self.expire_slot(self.current);
+            // Empty slots have nothing to expire: go straight to the next
+            // occupied one, or to the target if none comes before it.
+            match self.next_occupied_tick(self.current, target - self.current) {
+                Some(t) => {
+                    self.current = t;
+                    self.expire_slot(t);
+                }
+                None => {
+                    self.current = target;
+                    return None;
+                }
+            }
         }
     }
 
@@ -419,35 +366,31 @@ impl<T, const SLOTS: usize> TimerWheel<T, SLOTS> {
     /// which case polling then yields nothing and the caller asks again: a
     /// far-off timer costs at most one spurious wake-up per rotation.
     ///
-    /// Costs at most `SLOTS` slot checks, independent of the number of
-    /// timers. Returns `None` also if the bound is not representable as an
-    /// `Instant`.
+    /// Costs a `trailing_zeros` over the occupancy bitmap (at most
+    /// `SLOTS / 64 + 1` words), independent of the number of timers. Returns
+    /// `None` also if the bound is not representable as an `Instant`.
     ///
     /// # Examples
     ///
     /// ```
     /// use std::time::{Duration, Instant};
-    /// use wshub::timer::TimerWheel;
+    /// use wshub::__private::util::TimerWheel;
     ///
     /// let start = Instant::now();
-    /// let mut wheel: TimerWheel<(), 64> = TimerWheel::new(Duration::from_millis(10), start);
+    /// let mut wheel: TimerWheel<(), 64> =
+    ///     TimerWheel::with_capacity(Duration::from_millis(10), start, 16);
     /// assert_eq!(wheel.next_deadline(), None);
     /// wheel.insert(start + Duration::from_millis(15), ());
     /// assert_eq!(wheel.next_deadline(), Some(start + Duration::from_millis(20)));
     /// ```
     pub fn next_deadline(&self) -> Option<Instant> {
-        if self.entries.is_empty() {
-            return None;
-        }
         if self.ready != NIL {
             return self.tick_instant(self.current);
         }
         // Entries in a slot all have ticks congruent to it and beyond
         // `current`, so the first occupied slot's next tick bounds them all
         // from below, and every later slot's entries are later still.
-        let current = self.current;
-        (current.saturating_add(1)..=current.saturating_add(SLOTS as u64))
-            .find(|&t| self.slots[Self::slot_of(t)] != NIL)
+        self.next_occupied_tick(self.current, SLOTS as u64)
             .and_then(|t| self.tick_instant(t))
     }
 
@@ -457,10 +400,11 @@ impl<T, const SLOTS: usize> TimerWheel<T, SLOTS> {
     ///
     /// ```
     /// use std::time::{Duration, Instant};
-    /// use wshub::timer::TimerWheel;
+    /// use wshub::__private::util::TimerWheel;
     ///
     /// let start = Instant::now();
-    /// let mut wheel: TimerWheel<(), 64> = TimerWheel::new(Duration::from_millis(1), start);
+    /// let mut wheel: TimerWheel<(), 64> =
+    ///     TimerWheel::with_capacity(Duration::from_millis(1), start, 16);
     /// wheel.insert(start, ());
     /// assert_eq!(wheel.len(), 1);
     /// ```
@@ -474,44 +418,14 @@ impl<T, const SLOTS: usize> TimerWheel<T, SLOTS> {
     ///
     /// ```
     /// use std::time::{Duration, Instant};
-    /// use wshub::timer::TimerWheel;
+    /// use wshub::__private::util::TimerWheel;
     ///
-    /// let wheel: TimerWheel<(), 64> = TimerWheel::new(Duration::from_millis(1), Instant::now());
+    /// let wheel: TimerWheel<(), 64> =
+    ///     TimerWheel::with_capacity(Duration::from_millis(1), Instant::now(), 0);
     /// assert!(wheel.is_empty());
     /// ```
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
-    }
-
-    /// Returns how many timers can be pending before the wheel allocates.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use std::time::{Duration, Instant};
-    /// use wshub::timer::TimerWheel;
-    ///
-    /// let wheel: TimerWheel<(), 64> =
-    ///     TimerWheel::with_capacity(Duration::from_millis(1), Instant::now(), 100);
-    /// assert!(wheel.capacity() >= 100);
-    /// ```
-    pub fn capacity(&self) -> usize {
-        self.entries.capacity()
-    }
-
-    /// Returns the tick duration the wheel was built with.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use std::time::{Duration, Instant};
-    /// use wshub::timer::TimerWheel;
-    ///
-    /// let wheel: TimerWheel<(), 64> = TimerWheel::new(Duration::from_millis(5), Instant::now());
-    /// assert_eq!(wheel.tick(), Duration::from_millis(5));
-    /// ```
-    pub fn tick(&self) -> Duration {
-        self.tick
     }
 
     /// Moves the due entries of the slot for tick `t` onto the ready list.
@@ -540,15 +454,16 @@ impl<T, const SLOTS: usize> TimerWheel<T, SLOTS> {
         self.push_front(list, index);
     }
 
+    #[inline]
     fn push_front(&mut self, list: List, index: u32) {
-        let old = *self.head_mut(list);
+        let old = self.head(list);
         let entry = &mut self.entries[index as usize];
         entry.prev = NIL;
         entry.next = old;
         if old != NIL {
             self.entries[old as usize].prev = index;
         }
-        *self.head_mut(list) = index;
+        self.set_head(list, index);
     }
 
     fn unlink(&mut self, index: u32) {
@@ -566,18 +481,59 @@ impl<T, const SLOTS: usize> TimerWheel<T, SLOTS> {
             } else {
                 List::Slot(Self::slot_of(tick))
             };
-            *self.head_mut(list) = next;
+            self.set_head(list, next);
         }
         if next != NIL {
             self.entries[next as usize].prev = prev;
         }
     }
 
-    fn head_mut(&mut self, list: List) -> &mut u32 {
+    fn head(&self, list: List) -> u32 {
         match list {
-            List::Slot(slot) => &mut self.slots[slot],
-            List::Ready => &mut self.ready,
+            List::Slot(slot) => self.slots[slot],
+            List::Ready => self.ready,
         }
+    }
+
+    /// The one place a list head changes: keeps the occupancy bit of a slot
+    /// equal to "its list is non-empty".
+    #[inline]
+    fn set_head(&mut self, list: List, index: u32) {
+        match list {
+            List::Slot(slot) => {
+                self.slots[slot] = index;
+                let (word, bit) = (slot / 64, 1u64 << (slot % 64));
+                if index == NIL {
+                    self.occupied[word] &= !bit;
+                } else {
+                    self.occupied[word] |= bit;
+                }
+            }
+            List::Ready => self.ready = index,
+        }
+    }
+
+    /// The first tick of `after + 1 ..= after + within` whose slot holds
+    /// entries, or `None`; `within` is at most `SLOTS`, so each tick of the
+    /// range has a slot of its own. The bitmap is read a word at a time from
+    /// `after + 1`'s slot on, wrapping once: at most `SLOTS / 64 + 1` words,
+    /// one for a short range.
+    fn next_occupied_tick(&self, after: u64, within: u64) -> Option<u64> {
+        debug_assert!(within <= SLOTS as u64);
+        let from = Self::slot_of(after.wrapping_add(1));
+        // `scanned` slots from `from` on are known to be empty.
+        let mut scanned = 0;
+        while scanned < within {
+            let slot = (from + scanned as usize) & (SLOTS - 1);
+            let bits = self.occupied[slot / 64] >> (slot % 64);
+            if bits != 0 {
+                let distance = scanned + u64::from(bits.trailing_zeros());
+                return (distance < within).then(|| after.saturating_add(1 + distance));
+            }
+            // To the end of this word, or of the wheel if it is shorter.
+            scanned += (64 - slot % 64).min(SLOTS - slot) as u64;
+        }
+        None
     }
 
     fn slot_of(tick: u64) -> usize {
@@ -618,383 +574,4 @@ impl<T, const SLOTS: usize> fmt::Debug for TimerWheel<T, SLOTS> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::testutil::Rng;
-    use std::collections::{BTreeMap, HashMap};
-
-    const TICK: Duration = Duration::from_millis(1);
-
-    fn ms(n: u64) -> Duration {
-        Duration::from_millis(n)
-    }
-
-    fn drain<T, const S: usize>(wheel: &mut TimerWheel<T, S>, now: Instant) -> Vec<T> {
-        std::iter::from_fn(|| wheel.poll(now)).collect()
-    }
-
-    #[test]
-    fn never_fires_early() {
-        let start = Instant::now();
-        let mut wheel: TimerWheel<&str, 8> = TimerWheel::new(ms(10), start);
-        wheel.insert(start + ms(15), "mid-tick");
-        wheel.insert(start + ms(30), "on-boundary");
-        let just_before = |t: u64| start + ms(t) - Duration::from_nanos(1);
-        assert_eq!(wheel.poll(just_before(20)), None);
-        assert_eq!(wheel.poll(start + ms(20)), Some("mid-tick"));
-        assert_eq!(wheel.poll(just_before(30)), None);
-        assert_eq!(wheel.poll(start + ms(30)), Some("on-boundary"));
-        assert!(wheel.is_empty());
-    }
-
-    #[test]
-    fn fires_in_tick_order_across_slots() {
-        let start = Instant::now();
-        let mut wheel: TimerWheel<u64, 64> = TimerWheel::new(TICK, start);
-        let mut rng = Rng(99);
-        for _ in 0..500 {
-            let t = 1 + rng.below(63);
-            wheel.insert(start + ms(t), t);
-        }
-        let fired = drain(&mut wheel, start + ms(64));
-        assert_eq!(fired.len(), 500);
-        assert!(fired.is_sorted());
-    }
-
-    #[test]
-    fn cancel_and_reset() {
-        let start = Instant::now();
-        let mut wheel: TimerWheel<u32, 16> = TimerWheel::new(TICK, start);
-        let a = wheel.insert(start + ms(3), 1);
-        let b = wheel.insert(start + ms(3), 2);
-        let c = wheel.insert(start + ms(3), 3);
-        // Unlink from the head, middle and tail of one slot's list.
-        assert_eq!(wheel.cancel(b), Some(2));
-        assert!(wheel.reset(c, start + ms(40)));
-        assert_eq!(wheel.get(c), Some(&3));
-        *wheel.get_mut(c).unwrap() = 30;
-        assert_eq!(drain(&mut wheel, start + ms(39)), [1]);
-        assert_eq!(wheel.get(a), None);
-        assert_eq!(drain(&mut wheel, start + ms(40)), [30]);
-        assert!(wheel.is_empty());
-    }
-
-    #[test]
-    fn stale_key_is_harmless_after_reuse() {
-        let start = Instant::now();
-        let mut wheel: TimerWheel<&str, 16> = TimerWheel::new(TICK, start);
-        let fired = wheel.insert(start + ms(1), "old");
-        assert_eq!(wheel.poll(start + ms(1)), Some("old"));
-        let cancelled = wheel.insert(start + ms(5), "old2");
-        assert_eq!(wheel.cancel(cancelled), Some("old2"));
-
-        let live = wheel.insert(start + ms(5), "new");
-        assert_eq!(live.index, fired.index, "slab slot should be reused");
-        for stale in [fired, cancelled] {
-            assert_eq!(wheel.cancel(stale), None);
-            assert_eq!(wheel.get(stale), None);
-            assert_eq!(wheel.get_mut(stale), None);
-            assert!(!wheel.reset(stale, start));
-        }
-        assert_eq!(drain(&mut wheel, start + ms(5)), ["new"]);
-    }
-
-    #[test]
-    fn far_future_waits_out_several_rotations() {
-        let start = Instant::now();
-        let mut wheel: TimerWheel<u64, 8> = TimerWheel::new(TICK, start);
-        // 8 slots: these share slots with each other and with nearer ticks.
-        for t in [3, 11, 19, 43, 44] {
-            wheel.insert(start + ms(t), t);
-        }
-        let mut fired = Vec::new();
-        for t in 0..=50 {
-            let now = start + ms(t);
-            let batch = drain(&mut wheel, now);
-            assert!(batch.iter().all(|&d| d == t), "tick {t}: {batch:?}");
-            fired.extend(batch);
-            if let Some(next) = wheel.next_deadline() {
-                assert!(next > now);
-            }
-        }
-        assert_eq!(fired, [3, 11, 19, 43, 44]);
-    }
-
-    #[test]
-    fn past_deadlines_fire_on_next_poll() {
-        let start = Instant::now();
-        let mut wheel: TimerWheel<&str, 8> = TimerWheel::new(TICK, start);
-        wheel.insert(start + ms(100), "future");
-        let now = start + ms(50);
-        assert_eq!(wheel.poll(now), None);
-        wheel.insert(start + ms(20), "past");
-        wheel.insert(start, "at-start");
-        if let Some(before_start) = start.checked_sub(ms(5)) {
-            wheel.insert(before_start, "before-start");
-        }
-        assert!(wheel.next_deadline().unwrap() <= now);
-        let mut fired = drain(&mut wheel, now);
-        fired.sort_unstable();
-        assert!(fired == ["at-start", "past"] || fired == ["at-start", "before-start", "past"]);
-        // Tick 100 is in slot 4, first passed again at tick 52.
-        assert_eq!(wheel.next_deadline(), Some(start + ms(52)));
-        assert_eq!(wheel.poll(start + ms(52)), None);
-        assert_eq!(wheel.next_deadline(), Some(start + ms(60)));
-    }
-
-    #[test]
-    fn large_jumps_visit_each_slot_once() {
-        let start = Instant::now();
-        let mut wheel: TimerWheel<u64, 64> = TimerWheel::new(TICK, start);
-        for t in (0..1000).step_by(7) {
-            wheel.insert(start + ms(t), t);
-        }
-        // Far beyond every deadline: all fire.
-        let mut fired = drain(&mut wheel, start + ms(5_000));
-        fired.sort_unstable();
-        assert_eq!(fired, (0..1000).step_by(7).collect::<Vec<_>>());
-
-        // A billion ticks with one far-off timer pending (so the empty-wheel
-        // shortcut does not apply): this would never finish if polling
-        // walked tick by tick.
-        let far = 1_000_000_000_000;
-        wheel.insert(start + ms(far + 5), 1);
-        assert_eq!(wheel.poll(start + ms(far)), None);
-        assert_eq!(wheel.next_deadline(), Some(start + ms(far + 5)));
-        assert_eq!(wheel.poll(start + ms(far + 4)), None);
-        assert_eq!(wheel.poll(start + ms(far + 5)), Some(1));
-        // Nothing pending: also cheap.
-        assert_eq!(wheel.poll(start + ms(2 * far)), None);
-    }
-
-    #[test]
-    fn jump_keeps_last_rotation_in_order() {
-        let start = Instant::now();
-        let mut wheel: TimerWheel<u64, 16> = TimerWheel::new(TICK, start);
-        for t in 85..=100 {
-            wheel.insert(start + ms(t), t);
-        }
-        assert_eq!(
-            drain(&mut wheel, start + ms(100)),
-            (85..=100).collect::<Vec<_>>()
-        );
-    }
-
-    #[test]
-    fn next_deadline_is_a_lower_bound() {
-        let start = Instant::now();
-        let mut wheel: TimerWheel<(), 16> = TimerWheel::new(ms(10), start);
-        assert_eq!(wheel.next_deadline(), None);
-        // Tick 20 lives in slot 4, two rotations out; the bound is slot 4's
-        // next tick, and polling there yields nothing.
-        let key = wheel.insert(start + ms(195), ());
-        assert_eq!(wheel.next_deadline(), Some(start + ms(40)));
-        assert_eq!(wheel.poll(start + ms(40)), None);
-        assert_eq!(wheel.next_deadline(), Some(start + ms(200)));
-        wheel.insert(start + ms(55), ());
-        assert_eq!(wheel.next_deadline(), Some(start + ms(60)));
-        wheel.cancel(key);
-        assert_eq!(drain(&mut wheel, start + ms(60)).len(), 1);
-        assert_eq!(wheel.next_deadline(), None);
-    }
-
-    #[test]
-    fn partial_poll_then_resume() {
-        let start = Instant::now();
-        let mut wheel: TimerWheel<u64, 8> = TimerWheel::new(TICK, start);
-        for t in 1..=40 {
-            wheel.insert(start + ms(t), t);
-        }
-        // Stop part-way through a multi-rotation catch-up, insert and
-        // cancel mid-sweep, then resume with a later `now`.
-        let now = start + ms(30);
-        let first: Vec<u64> = (0..10).map_while(|_| wheel.poll(now)).collect();
-        assert_eq!(first.len(), 10);
-        let late = wheel.insert(start + ms(2), 100);
-        let soon = wheel.insert(start + ms(31), 101);
-        assert_eq!(wheel.cancel(late), Some(100));
-        let mut rest = drain(&mut wheel, start + ms(35));
-        rest.extend(first);
-        rest.sort_unstable();
-        let mut want: Vec<u64> = (1..=35).collect();
-        want.push(101);
-        assert_eq!(rest, want);
-        assert_eq!(wheel.get(soon), None);
-        assert_eq!(wheel.len(), 5);
-    }
-
-    #[test]
-    fn preallocated_wheel_handles_200k_timers() {
-        const N: usize = 200_000;
-        let start = Instant::now();
-        let mut wheel: TimerWheel<u32, 1024> = TimerWheel::with_capacity(TICK, start, N);
-        let capacity = wheel.capacity();
-        let mut rng = Rng(7);
-        let mut ticks = Vec::with_capacity(N);
-        let mut keys = Vec::with_capacity(N);
-        for i in 0..N as u32 {
-            let t = rng.below(5_000);
-            ticks.push(t);
-            keys.push(wheel.insert(start + ms(t), i));
-        }
-        assert_eq!(wheel.capacity(), capacity, "must not reallocate");
-        let mut cancelled = 0;
-        for key in keys.iter().step_by(7) {
-            assert!(wheel.cancel(*key).is_some());
-            cancelled += 1;
-        }
-        let mut fired = 0;
-        let mut t = 0;
-        while !wheel.is_empty() {
-            t += 37;
-            let mut last = 0;
-            while let Some(i) = wheel.poll(start + ms(t)) {
-                let d = ticks[i as usize];
-                assert!(d <= t && d >= last, "value {i} tick {d} at {t}");
-                last = d;
-                fired += 1;
-            }
-        }
-        assert_eq!(fired, N - cancelled);
-    }
-
-    #[test]
-    fn debug_output() {
-        let start = Instant::now();
-        let mut wheel: TimerWheel<(), 4> = TimerWheel::new(TICK, start);
-        wheel.insert(start + ms(2), ());
-        assert_eq!(
-            format!("{wheel:?}"),
-            "TimerWheel { len: 1, slots: 4, tick: 1ms, current_tick: 0, .. }"
-        );
-    }
-
-    /// Random operations checked against a `BTreeMap` keyed by
-    /// `(deadline tick, insertion sequence)`.
-    fn model_run<const S: usize>(seed: u64, tick: Duration) {
-        let mut rng = Rng(seed);
-        let tick_ns = tick.as_nanos() as u64;
-        let rotation = tick_ns * S as u64;
-        let start = Instant::now();
-        let mut wheel: TimerWheel<u64, S> = TimerWheel::new(tick, start);
-        let ceil_tick = |d: Instant| {
-            let ns = d.saturating_duration_since(start).as_nanos() as u64;
-            ns.div_ceil(tick_ns)
-        };
-
-        let mut model: BTreeMap<(u64, u64), TimerKey> = BTreeMap::new();
-        let mut live: HashMap<u64, u64> = HashMap::new(); // seq -> tick
-        let mut issued: Vec<(TimerKey, u64)> = Vec::new(); // every key ever
-        let mut elapsed = 0u64; // now - start, in nanoseconds
-        let mut target = 0u64; // tick reached by the last full poll
-        let mut in_order = true; // the last poll ran to completion
-
-        for _ in 0..4_000 {
-            let now = start + Duration::from_nanos(elapsed);
-            match rng.below(20) {
-                0..=6 => {
-                    let offset = match rng.below(10) {
-                        0 => -(rng.below(3 * rotation) as i64),
-                        1..=6 => rng.below(rotation) as i64,
-                        7 => (rng.below(4) * tick_ns) as i64,
-                        _ => rng.below(6 * rotation) as i64,
-                    };
-                    let at = elapsed.saturating_add_signed(offset);
-                    let deadline = start + Duration::from_nanos(at);
-                    let seq = issued.len() as u64;
-                    let key = wheel.insert(deadline, seq);
-                    let t = ceil_tick(deadline);
-                    model.insert((t, seq), key);
-                    live.insert(seq, t);
-                    issued.push((key, seq));
-                }
-                7..=9 if !issued.is_empty() => {
-                    let (key, seq) = issued[rng.below(issued.len() as u64) as usize];
-                    let expect = live.remove(&seq).map(|t| {
-                        model.remove(&(t, seq));
-                        seq
-                    });
-                    assert_eq!(wheel.cancel(key), expect);
-                }
-                10..=11 if !issued.is_empty() => {
-                    let (key, seq) = issued[rng.below(issued.len() as u64) as usize];
-                    let at = elapsed.saturating_add_signed(
-                        rng.below(2 * rotation) as i64 - (rotation / 4) as i64,
-                    );
-                    let deadline = start + Duration::from_nanos(at);
-                    let ok = wheel.reset(key, deadline);
-                    assert_eq!(ok, live.contains_key(&seq));
-                    assert_eq!(wheel.get(key).copied(), ok.then_some(seq));
-                    if ok {
-                        let t = ceil_tick(deadline);
-                        model.remove(&(live[&seq], seq));
-                        model.insert((t, seq), key);
-                        live.insert(seq, t);
-                    }
-                }
-                12 => {
-                    // Stop part-way; everything returned must be due.
-                    for _ in 0..rng.below(4) {
-                        let Some(seq) = wheel.poll(now) else { break };
-                        let t = live.remove(&seq).expect("fired twice");
-                        assert!(t <= elapsed / tick_ns, "fired early");
-                        model.remove(&(t, seq));
-                        in_order = false;
-                    }
-                }
-                _ => {
-                    elapsed += match rng.below(10) {
-                        0..=5 => rng.below(3 * tick_ns),
-                        6..=8 => rng.below(rotation + tick_ns),
-                        _ => rng.below(5 * rotation),
-                    };
-                    let now = start + Duration::from_nanos(elapsed);
-                    let reached = elapsed / tick_ns;
-                    let ordered = in_order && reached - target <= S as u64;
-                    let mut got = Vec::new();
-                    let mut last = 0;
-                    while let Some(seq) = wheel.poll(now) {
-                        let t = live.remove(&seq).expect("fired twice");
-                        assert!(t <= reached, "fired early: tick {t} > {reached}");
-                        let effective = t.max(target);
-                        assert!(!ordered || effective >= last, "out of order");
-                        last = effective;
-                        got.push(seq);
-                    }
-                    got.sort_unstable();
-                    let mut want: Vec<u64> = model
-                        .range(..=(reached, u64::MAX))
-                        .map(|(&(_, seq), _)| seq)
-                        .collect();
-                    want.sort_unstable();
-                    assert_eq!(got, want, "seed {seed}");
-                    model.retain(|&(t, _), _| t > reached);
-                    target = reached;
-                    in_order = true;
-                }
-            }
-            assert_eq!(wheel.len(), model.len());
-            match (wheel.next_deadline(), model.keys().next()) {
-                (None, None) => {}
-                (Some(bound), Some(&(t, _))) => {
-                    let earliest = start + Duration::from_nanos(t * tick_ns);
-                    let now = start + Duration::from_nanos(elapsed);
-                    assert!(bound <= earliest.max(now), "bound too late");
-                    if in_order && t > target {
-                        assert!(bound > start + Duration::from_nanos(elapsed));
-                    }
-                }
-                other => panic!("next_deadline mismatch: {other:?}"),
-            }
-        }
-    }
-
-    #[test]
-    fn model_against_btreemap() {
-        for seed in [1, 0xdead_beef, 0x1234_5678_9abc_def0, 42, 2024] {
-            model_run::<1>(seed, Duration::from_micros(700));
-            model_run::<8>(seed, TICK);
-            model_run::<64>(seed, Duration::from_micros(250));
-        }
-    }
-}
+mod tests;
