@@ -23,7 +23,10 @@ impl<const W: usize> Engine<W> {
         let (Some(user), Some(env)) = (d.user.clone(), d.envelope.as_ref()) else {
             return;
         };
-        let only = env.message.receiver_client.as_str();
+        let only = d
+            .only
+            .as_deref()
+            .unwrap_or(env.message.receiver_client.as_str());
         let (targets, taken) = (&mut d.targets, &d.taken);
         net.each_device(&user, &mut |conn, client_id| {
             if (only.is_empty() || &**client_id == only) && !taken.iter().any(|c| c == client_id) {
