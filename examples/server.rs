@@ -1,5 +1,7 @@
-//! The demo hub: clients relay text messages to each other by `receiver`, and
-//! a small web page at `/` connects, sends and shows what arrives.
+//! The demo hub: clients relay text messages to each other by `receiver`
+//! (a user, or with `receiver_type: "group"` a group they joined), and a
+//! small web page at `/` connects, joins groups, sends and shows what
+//! arrives.
 //!
 //! ```text
 //! cargo run --release --example server -- [--addr HOST:PORT] [--config FILE]
@@ -79,6 +81,8 @@ fn main() -> ExitCode {
         }
     };
     hub.add_page("/", "text/html; charset=utf-8", DEMO_PAGE.as_bytes());
+    // A demo: any client may join any group (a real host checks who asks).
+    hub.set_group_policy(|_: &wshub::GroupRequest<'_>| true);
     // Final delivery results come back on the hub thread; the loop below
     // tells each sender how its message fared.
     let (results_tx, results) = crossbeam_channel::unbounded();
@@ -207,6 +211,9 @@ fn handle_event(hub: &mut DefaultHub, senders: &mut Senders, event: HubEvent) {
                 return;
             }
             let to = message.receiver.clone();
+            if message.receiver_type == wshub::message::RECEIVER_TYPE_GROUP {
+                return relay_to_group(hub, conn, &message);
+            }
             match hub.send_to_user_with_retry(&to, &message) {
                 Ok(id) => {
                     println!("{} -> {to}: {}", message.sender, message.content);
@@ -224,4 +231,30 @@ fn handle_event(hub: &mut DefaultHub, senders: &mut Senders, event: HubEvent) {
         }
         _ => {}
     }
+}
+
+/// A client's group message goes to the other members, if the sender is
+/// one; the sender hears how many got it. (The hub's built-in relay will
+/// do this itself once it lands.)
+fn relay_to_group(hub: &mut DefaultHub, conn: ConnId, message: &Message) {
+    let group = &message.receiver;
+    let notice = if !hub.is_member(conn, group) {
+        Message::notice(
+            "error",
+            serde_json::json!({"reason": "permission", "group": group, "detail": "join the group first"}),
+        )
+    } else {
+        let result = hub.send_to_group(group, message, Some(conn));
+        println!("{} -> group {group}: {}", message.sender, message.content);
+        Message::notice(
+            "group_result",
+            serde_json::json!({
+                "group": group,
+                "id": message.id,
+                "delivered_to": result.as_ref().ok(),
+                "error": result.err().map(|e| e.to_string()),
+            }),
+        )
+    };
+    let _ = hub.send_to_client(conn, &notice);
 }

@@ -21,6 +21,8 @@ pub(crate) enum Dest {
     Device(Arc<str>, Arc<str>),
     Conn(ConnId),
     All,
+    /// A group's members, but the one connection (the sender).
+    Group(Arc<str>, Option<ConnId>),
 }
 
 impl Dest {
@@ -31,6 +33,8 @@ impl Dest {
             crate::Target::Device { user, client } => Dest::Device(user.into(), client.into()),
             crate::Target::Conn(id) => Dest::Conn(id),
             crate::Target::All => Dest::All,
+            crate::Target::Group(g) => Dest::Group(g.into(), None),
+            crate::Target::GroupExcept { group, except } => Dest::Group(group.into(), Some(except)),
         }
     }
 
@@ -41,6 +45,11 @@ impl Dest {
             Dest::Device(u, c) => crate::Target::Device { user: u, client: c },
             Dest::Conn(id) => crate::Target::Conn(*id),
             Dest::All => crate::Target::All,
+            Dest::Group(g, None) => crate::Target::Group(g),
+            Dest::Group(g, Some(except)) => crate::Target::GroupExcept {
+                group: g,
+                except: *except,
+            },
         }
     }
 }
@@ -68,6 +77,8 @@ pub(crate) enum Command {
         waiter: Sender<SendResult>,
         result: SendResult,
     },
+    /// Membership changes, queries and with-retry group sends.
+    Group(crate::group::GroupCommand),
 }
 
 /// Why a command could not be handed to the hub.
@@ -128,12 +139,12 @@ impl fmt::Debug for HubHandle {
     }
 }
 
-fn encode(msg: &Message) -> Result<Payload, HandleError> {
+pub(crate) fn encode(msg: &Message) -> Result<Payload, HandleError> {
     Payload::json(msg).map_err(|e| HandleError::Encode(e.to_string()))
 }
 
 impl HubHandle {
-    fn submit(&self, cmd: Command) -> Result<(), HandleError> {
+    pub(crate) fn submit(&self, cmd: Command) -> Result<(), HandleError> {
         match self.tx.try_send(cmd) {
             Ok(()) => {
                 // A failed wake means the poller is gone: the hub is stopping.

@@ -44,6 +44,7 @@ mod delivery;
 mod error;
 mod event;
 pub mod failure;
+mod group;
 mod handle;
 mod hub;
 pub mod message;
@@ -65,6 +66,7 @@ pub use failure::{
     ConnectionErrorHandler, Failure, QueueFullHandler, SendFailureHandler, TimeoutHandler,
     UserOfflineHandler,
 };
+pub use group::{GroupAction, GroupError, GroupPolicy, GroupRequest, MAX_GROUP_NAME};
 pub use handle::{HandleError, HubHandle, PendingSend};
 pub use hub::{DEFAULT_QUEUE, DEFAULT_WHEEL, DefaultHub, Hub, Target};
 pub use message::{Message, Payload, Priority};

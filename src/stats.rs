@@ -113,4 +113,14 @@ pub struct Stats {
     pub accept_errors: u64,
     /// Data frames waiting in all rings now.
     pub queued: u64,
+    /// Groups with at least one member now.
+    pub groups: u64,
+    /// (group, connection) memberships now.
+    pub memberships: u64,
+    /// Standing user memberships (`join_user` with `sticky`) now.
+    pub sticky_memberships: u64,
+    /// Sends to a group (plain and with retry), each counted once.
+    pub group_sends: u64,
+    /// Joins and leaves refused: by the group policy, a limit or a bad name.
+    pub group_refusals: u64,
 }

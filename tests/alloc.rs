@@ -316,3 +316,110 @@ fn acknowledged_deliveries_with_retry_allocate_nothing_on_the_hub_thread() {
         "{allocations} allocations on the hub thread for 2,000 acknowledged deliveries"
     );
 }
+
+/// `n` raw WebSocket clients on one thread (users `prefix0`…), upgraded in
+/// turn and then drained without parsing until `stop`: they only keep the
+/// hub's writes flowing. A thread each would be a thousand threads.
+fn spawn_drainers(
+    addr: std::net::SocketAddr,
+    prefix: &'static str,
+    n: usize,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    use std::io::{Read, Write};
+    std::thread::spawn(move || {
+        let mut streams = Vec::with_capacity(n);
+        for i in 0..n {
+            let mut s = std::net::TcpStream::connect(addr).unwrap();
+            write!(
+                s,
+                "GET /ws?user_id={prefix}{i} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\
+                 Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+                 Sec-WebSocket-Version: 13\r\n\r\n"
+            )
+            .unwrap();
+            s.set_nonblocking(true).unwrap();
+            streams.push(s);
+        }
+        let mut buf = vec![0u8; 64 * 1024];
+        while !stop.load(Ordering::Relaxed) {
+            let mut idle = true;
+            for s in &mut streams {
+                if let Ok(k) = s.read(&mut buf) {
+                    idle &= k == 0;
+                }
+            }
+            if idle {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    })
+}
+
+/// Joining, leaving and sending to a group of 1,000 members allocate
+/// nothing on the hub thread once the group and its member slab exist.
+#[test]
+fn group_join_leave_and_send_to_a_thousand_members_allocate_nothing() {
+    const MEMBERS: usize = 1_000;
+    let mut config = HubConfig::default();
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.max_connections = MEMBERS + 16;
+    let mut hub = DefaultHub::bind(config).unwrap();
+    let addr = hub.local_addr();
+    let stop = Arc::new(AtomicBool::new(false));
+    let drainer = spawn_drainers(addr, "m", MEMBERS + 1, stop.clone());
+    let mut conns = Vec::with_capacity(MEMBERS + 1);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while conns.len() < MEMBERS + 1 && Instant::now() < deadline {
+        hub.poll(Some(Duration::from_millis(10))).unwrap();
+        while let Some(ev) = hub.next_event() {
+            if let HubEvent::Connected { conn, .. } = ev {
+                conns.push(conn);
+            }
+        }
+    }
+    assert_eq!(conns.len(), MEMBERS + 1, "every client connected");
+    let mover = conns.pop().unwrap();
+    for &c in &conns {
+        assert_eq!(hub.join_group(c, "big"), Ok(true));
+    }
+    let payload = Payload::json(&Message::text("", "to the group")).unwrap();
+    // One round: the mover leaves and joins again (2 groups: it is also
+    // alone in "side", which must survive), and the group gets one message.
+    let round = |hub: &mut DefaultHub| {
+        assert!(hub.leave_group(mover, "big"));
+        assert_eq!(hub.join_group(mover, "side"), Ok(false));
+        assert_eq!(hub.join_group(mover, "big"), Ok(true));
+        let before = hub.stats().messages_out;
+        let queued = hub.send(Target::Group("big"), &payload).unwrap();
+        assert_eq!(queued, MEMBERS + 1);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while hub.stats().messages_out < before + queued as u64 && Instant::now() < deadline {
+            hub.poll(Some(Duration::from_millis(1))).unwrap();
+        }
+        queued as u64
+    };
+    hub.join_group(mover, "side").unwrap();
+    hub.join_group(mover, "big").unwrap();
+    let mut warm = 0;
+    for _ in 0..5 {
+        warm += round(&mut hub);
+    }
+    assert_eq!(warm, 5 * (MEMBERS as u64 + 1));
+    let before = hub.stats().messages_out;
+    let mut sent = 0;
+    let allocations = count_allocations(|| {
+        for _ in 0..50 {
+            sent += round(&mut hub);
+        }
+    });
+    let delivered = hub.stats().messages_out - before;
+    stop.store(true, Ordering::Relaxed);
+    drainer.join().unwrap();
+    assert_eq!(delivered, sent, "every member got every message");
+    assert_eq!(hub.stats().memberships, MEMBERS as u64 + 2);
+    assert_eq!(
+        allocations, 0,
+        "{allocations} allocations on the hub thread for 50 joins, leaves and group sends"
+    );
+}

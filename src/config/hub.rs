@@ -180,6 +180,20 @@ pub struct HubConfig {
     /// offline handlers' durable store than by a stale in-memory replay.
     #[serde(deserialize_with = "values::duration")]
     pub offline_ttl: Duration,
+    /// Groups that may exist at once (a group exists while it has a
+    /// member); a join that would create one more is refused with
+    /// `TooManyGroups`. At least 1.
+    ///
+    /// Default: 10,000: a room per connection at the default connection
+    /// limit, and a bound on the names a hub keeps.
+    pub max_groups: usize,
+    /// Groups one connection may be in at once; a join past it is refused
+    /// with `TooManyForConnection`. Also the cap of one user's standing
+    /// memberships (`join_user` with `sticky`). At least 1.
+    ///
+    /// Default: 16. Joining and leaving walk a connection's own groups,
+    /// so this keeps them O(1); a device in more rooms than that is rare.
+    pub max_groups_per_connection: usize,
     /// Address the hub listens on (alias `addr`). Default: 127.0.0.1:8080.
     #[serde(alias = "addr", deserialize_with = "values::socket_addr")]
     pub listen: SocketAddr,
@@ -215,6 +229,8 @@ impl Default for HubConfig {
             offline_max_messages: 100_000,
             offline_max_bytes: 64 << 20,
             offline_ttl: Duration::from_secs(24 * 60 * 60),
+            max_groups: 10_000,
+            max_groups_per_connection: 16,
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             ws_path: "/ws".to_owned(),
             health: HealthConfig::default(),

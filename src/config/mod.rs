@@ -40,6 +40,8 @@
 //!   offline_max_messages: 100000 # hub-wide caps of that queue
 //!   offline_max_bytes: 64MiB
 //!   offline_ttl: 24h
+//!   max_groups: 10000            # groups (with a member) at once
+//!   max_groups_per_connection: 16  # also a user's standing memberships
 //!   listen: 127.0.0.1:8080       # alias: addr
 //!   ws_path: /ws
 //!   health:

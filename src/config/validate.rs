@@ -77,6 +77,8 @@ impl HubConfig {
             ("max_pending_deliveries", self.max_pending_deliveries),
             ("offline_max_messages", self.offline_max_messages),
             ("offline_max_bytes", self.offline_max_bytes),
+            ("max_groups", self.max_groups),
+            ("max_groups_per_connection", self.max_groups_per_connection),
         ] {
             if value == 0 {
                 return Err(ConfigError::Zero { key });

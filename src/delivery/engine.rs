@@ -296,7 +296,22 @@ impl<const W: usize> Engine<W> {
         result: Option<SendResult>,
         net: &mut impl Net,
     ) -> Result<DeliveryId, SendError> {
-        self.open(now, user, env, waiter, result, false, net)
+        self.open(now, user, env, waiter, result, false, None, net)
+    }
+
+    /// Starts a delivery of `env` to one device of `user`, whatever the
+    /// message's `receiver_client` says (a group member: the group's frame
+    /// is shared by every member's delivery).
+    pub(crate) fn start_for_device(
+        &mut self,
+        now: Instant,
+        user: &str,
+        client: &Arc<str>,
+        env: Envelope,
+        net: &mut impl Net,
+    ) -> Result<DeliveryId, SendError> {
+        let only = Some(client.clone());
+        self.open(now, user, env, Waiter::Loop, None, false, only, net)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -308,6 +323,7 @@ impl<const W: usize> Engine<W> {
         waiter: Waiter,
         result: Option<SendResult>,
         replay: bool,
+        only: Option<Arc<str>>,
         net: &mut impl Net,
     ) -> Result<DeliveryId, SendError> {
         let refused = if !self.running {
@@ -356,6 +372,7 @@ impl<const W: usize> Engine<W> {
         d.require_ack = require_ack;
         d.waiter = waiter;
         d.replay = replay;
+        d.only = only;
         match result {
             Some(r) => d.result = r,
             None => d.result.attempts.reserve(capacity),
@@ -533,7 +550,7 @@ impl<const W: usize> Engine<W> {
                 log::error!("stored message {} no longer decodes: dropped", s.id);
                 continue;
             };
-            match self.open(now, user, env, Waiter::Loop, None, true, net) {
+            match self.open(now, user, env, Waiter::Loop, None, true, None, net) {
                 Ok(_) => self.counters.offline_replayed += 1,
                 Err(_) => {
                     stored.push_front(s);

@@ -84,6 +84,10 @@ pub(crate) struct Delivery {
     pub seq: u64,
     pub envelope: Option<Envelope>,
     pub user: Option<Arc<str>>,
+    /// The one device (client id) this delivery is for, when the sender
+    /// named it apart from the message (a group member); otherwise the
+    /// message's `receiver_client`, when set.
+    pub only: Option<Arc<str>>,
     pub require_ack: bool,
     pub targets: Vec<DeliveryTarget>,
     /// Client ids of the devices that took the message in earlier attempts.
@@ -106,6 +110,7 @@ impl Delivery {
             seq: 0,
             envelope: None,
             user: None,
+            only: None,
             require_ack: false,
             targets: Vec::new(),
             taken: Vec::new(),
@@ -213,6 +218,7 @@ impl DeliveryTable {
         let Some(d) = self.get_mut(id) else { return };
         d.envelope = None;
         d.user = None;
+        d.only = None;
         d.targets.clear();
         d.taken.clear();
         d.waiter = Waiter::Loop;

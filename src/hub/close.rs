@@ -53,6 +53,8 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
         if let Some(identity) = &conn.identity {
             self.net.registry.remove(&identity.user_id, key);
         }
+        // Nor a member of its groups: group sends skip it from now on.
+        self.groups.conn_gone(key);
         let id = conn.id;
         self.engine.conn_closing(
             self.net.now,
@@ -169,6 +171,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
         if let Some(identity) = &conn.identity {
             self.net.registry.remove(&identity.user_id, key);
         }
+        self.groups.conn_gone(key);
         self.fail_conn_leftovers(&mut conn, reason);
         if let Some(identity) = conn.identity.take() {
             log::debug!("{} closed: {reason}", conn.id);

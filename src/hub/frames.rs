@@ -37,6 +37,7 @@ struct Inbound<'a, const Q: usize> {
     events: &'a mut VecDeque<HubEvent>,
     stats: &'a mut Stats,
     acks: &'a mut AckBuf,
+    group_ops: &'a mut super::groups::GroupOps,
     config: &'a HubConfig,
     json: bool,
 }
@@ -98,19 +99,27 @@ impl<const Q: usize> Inbound<'_, Q> {
         match Message::decode(text) {
             Ok(msg) if msg.message_type == kind::PING => self.control(pong_payload()),
             Ok(msg) if msg.message_type == kind::ACK => self.acks.push(self.conn, &msg.message_id),
+            Ok(msg) if msg.message_type == kind::JOIN || msg.message_type == kind::LEAVE => {
+                self.group_request(&msg)
+            }
             Ok(msg) => self.message(identity, msg),
             Err(e) => {
                 self.stats.invalid_messages += 1;
-                let notice = Message::notice(
-                    kind::ERROR,
-                    serde_json::json!({"reason": "validation", "detail": e.to_string()}),
-                );
-                if let Ok(p) = Payload::json(&notice)
-                    && p.len() <= self.config.max_message_size
-                {
-                    self.control(p);
-                }
+                self.invalid(&e.to_string());
             }
+        }
+    }
+
+    /// Answers an invalid message with a `validation` error.
+    fn invalid(&mut self, detail: &str) {
+        let notice = Message::notice(
+            kind::ERROR,
+            serde_json::json!({"reason": "validation", "detail": detail}),
+        );
+        if let Ok(p) = Payload::json(&notice)
+            && p.len() <= self.config.max_message_size
+        {
+            self.control(p);
         }
     }
 
@@ -137,6 +146,21 @@ impl<const Q: usize> Inbound<'_, Q> {
         });
     }
 
+    /// A `join` / `leave` message: carried out after the read (the group
+    /// store is not borrowed here); one without `data.group` is invalid.
+    fn group_request(&mut self, msg: &Message) {
+        let Some(group) = super::groups::requested_group(msg) else {
+            self.stats.invalid_messages += 1;
+            return self.invalid("a join or leave needs data.group");
+        };
+        let action = if msg.message_type == kind::JOIN {
+            crate::group::GroupAction::Join
+        } else {
+            crate::group::GroupAction::Leave
+        };
+        self.group_ops.push(self.conn, action, group);
+    }
+
     /// Queues a control frame or notice; a full control lane is counted.
     fn control(&mut self, frame: Payload) {
         if !self.outbox.push_control(frame) {
@@ -156,6 +180,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
             config,
             json_protocol,
             acks,
+            group_ops,
             ..
         } = self;
         let conn = &mut net.conns[key];
@@ -176,6 +201,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
             events,
             stats,
             acks,
+            group_ops,
             config,
             json: *json_protocol,
         };
@@ -208,6 +234,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
             self.engine.acked(now, conn, message_id, &mut self.net);
         }
         self.acks.clear();
+        self.run_group_ops();
         match after {
             After::Nothing => {}
             After::PeerClosed(code) => self.on_peer_close(key, code),

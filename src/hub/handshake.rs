@@ -68,6 +68,14 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
                 return;
             }
         };
+        let group = match self.handshake_group(key, req, &identity) {
+            Ok(group) => group,
+            Err((status, why)) => {
+                self.stats.rejected += 1;
+                self.respond(key, status, TEXT, why.as_bytes());
+                return;
+            }
+        };
         let id = self.net.conns[key].id;
         if let Some(old) = self
             .net
@@ -85,6 +93,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
             }
         }
         self.open_conn(key, &accept, identity);
+        self.groups_on_open(key, group);
         if !early.is_empty() {
             // Frames the client sent before seeing our 101.
             let n = early.len().min(self.scratch.len());

@@ -58,6 +58,9 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
                         | "offline_held"
                         | "offline_bytes"
                         | "acks_in_flight"
+                        | "groups"
+                        | "memberships"
+                        | "sticky_memberships"
                 ) {
                     "gauge"
                 } else {

@@ -9,6 +9,7 @@ mod accept;
 mod close;
 mod deliver;
 mod frames;
+mod groups;
 mod handshake;
 mod health;
 mod net;
@@ -156,6 +157,16 @@ pub struct Hub<const QUEUE: usize = DEFAULT_QUEUE, const WHEEL: usize = DEFAULT_
     broadcast_keys: Vec<usize>,
     /// Undrained events beyond which the hub stops reading from clients.
     event_limit: usize,
+    /// Group memberships of the open connections.
+    groups: crate::group::Groups,
+    /// Users' standing group memberships (`join_user` with `sticky`).
+    sticky: crate::group::Sticky,
+    /// What clients may do with groups.
+    group_policy: Box<dyn crate::group::GroupPolicy>,
+    /// Clients' `join` / `leave` messages of the last read.
+    group_ops: groups::GroupOps,
+    /// Reused by with-retry group sends for the members' (user, client).
+    group_members: Vec<(Arc<str>, Arc<str>)>,
 }
 
 impl<const QUEUE: usize, const WHEEL: usize> std::fmt::Debug for Hub<QUEUE, WHEEL> {
@@ -235,6 +246,18 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
             acks: AckBuf::default(),
             broadcast_keys: Vec::with_capacity(max),
             event_limit: DEFAULT_EVENT_LIMIT,
+            groups: crate::group::Groups::new(
+                slots,
+                config.max_groups,
+                config.max_groups_per_connection,
+            ),
+            sticky: crate::group::Sticky::new(
+                config.max_groups_per_connection,
+                max.saturating_mul(config.max_groups_per_connection),
+            ),
+            group_policy: Box::new(crate::group::DefaultPolicy),
+            group_ops: groups::GroupOps::default(),
+            group_members: Vec::new(),
             config,
         })
     }
@@ -323,6 +346,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
             .map(|c| c.outbox.len() as u64)
             .sum();
         self.engine.fill_stats(&mut s);
+        self.fill_group_stats(&mut s);
         s
     }
 

@@ -30,6 +30,16 @@ pub enum Target<'a> {
     Conn(ConnId),
     /// Every open connection.
     All,
+    /// Every member of a group.
+    Group(&'a str),
+    /// Every member of a group but one connection (the sender of a
+    /// client's group message).
+    GroupExcept {
+        /// The group.
+        group: &'a str,
+        /// The member left out.
+        except: ConnId,
+    },
 }
 
 impl<'a> Target<'a> {
@@ -119,6 +129,19 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
                 let mut keys = std::mem::take(&mut self.broadcast_keys);
                 keys.clear();
                 keys.extend(self.net.registry.keys());
+                for &key in &keys {
+                    offer(self, key);
+                }
+                self.broadcast_keys = keys;
+            }
+            Target::Group(group) | Target::GroupExcept { group, .. } => {
+                let except = match target {
+                    Target::GroupExcept { except, .. } => Some(except),
+                    _ => None,
+                };
+                // Only the members are walked, into the reused key buffer.
+                let mut keys = std::mem::take(&mut self.broadcast_keys);
+                self.group_keys(group, except, &mut keys);
                 for &key in &keys {
                     offer(self, key);
                 }
@@ -272,6 +295,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
                         self.kick(id, &reason);
                     }
                 },
+                Command::Group(cmd) => self.group_command(cmd),
             }
         }
     }

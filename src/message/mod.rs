@@ -35,7 +35,21 @@ pub mod kind {
     pub const ERROR: &str = "error";
     /// Plain text chat message (go-wsc's default type).
     pub const TEXT: &str = "text";
+    /// A client asks to join the group `data.group` (if the host's group
+    /// policy allows); the hub answers [`JOINED`] or an `error`.
+    pub const JOIN: &str = "join";
+    /// A client leaves the group `data.group`; the hub answers [`LEFT`] or
+    /// an `error`.
+    pub const LEAVE: &str = "leave";
+    /// The hub's answer to [`JOIN`]: `data.group` names the group.
+    pub const JOINED: &str = "joined";
+    /// The hub's answer to [`LEAVE`]: `data.group` names the group.
+    pub const LEFT: &str = "left";
 }
+
+/// The [`Message::receiver_type`] of a message for a group:
+/// [`Message::receiver`] names the group.
+pub const RECEIVER_TYPE_GROUP: &str = "group";
 
 /// Message priority, as go-wsc spells it on the wire.
 #[derive(
@@ -102,6 +116,10 @@ pub struct Message {
     /// The user the message is for.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub receiver: String,
+    /// What `receiver` names: empty for a user (go-wsc's default), or
+    /// [`RECEIVER_TYPE_GROUP`] for a group.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub receiver_type: String,
     /// One device of the receiver (its client id); empty means every device.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub receiver_client: String,

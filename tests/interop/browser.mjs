@@ -56,6 +56,16 @@ try {
   await shows(alice, "sys", "delivered after 1 attempt");
   await send(bob, "alice", "hi alice, bob here", false);
   await shows(alice, "in", "bob: hi alice, bob here");
+  // Both join a group; alice's group message reaches bob, not herself.
+  for (const page of [alice, bob]) {
+    await page.fill("#group", "lobby");
+    await page.click("#join");
+    await shows(page, "sys", "joined group lobby");
+  }
+  await alice.fill("#gtext", "hello lobby");
+  await alice.click("#gsend");
+  await shows(bob, "in", "[lobby] alice: hello lobby");
+  await shows(alice, "sys", "group lobby: sent to 1 member(s)");
   await alice.click("#ping");
   await shows(alice, "sys", "pong");
   // The live statistics table is filled from /health/failure-stats.

@@ -23,7 +23,12 @@ impl<const W: usize> Engine<W> {
         let (Some(user), Some(env)) = (d.user.clone(), d.envelope.as_ref()) else {
             return;
         };
-        let only = env.only.as_deref().unwrap_or_default();
+        // A group delivery's own device first, else `receiver_client`.
+        let only = d
+            .only
+            .as_deref()
+            .or(env.only.as_deref())
+            .unwrap_or_default();
         let (targets, taken) = (&mut d.targets, &d.taken);
         net.each_device(&user, &mut |conn, client_id| {
             if (only.is_empty() || &**client_id == only) && !taken.iter().any(|c| c == client_id) {
