@@ -132,6 +132,17 @@ pub struct HubConfig {
     /// when every client is trusted and relies on its own IDs end to end (as
     /// some go-wsc deployments do); a message without an ID still gets one.
     pub trust_client_message_ids: bool,
+    /// Route client messages in the hub itself, as go-wsc's hub does: by
+    /// `receiver` (and `receiver_client`), stamped with `sender`,
+    /// `sender_type`, `create_at` and a hub-assigned `message_id`;
+    /// `require_ack` ones through the delivery engine with retry. The host
+    /// sees them only if its relay filter asks (`Hub::set_relay_filter`).
+    /// Default: false (client messages go to the host as `HubEvent::Message`).
+    pub relay: bool,
+    /// With `relay`, let a client send to `receiver: "*"`: every other
+    /// connected user. Default: false (a validation error to the sender),
+    /// since one client could otherwise flood everyone.
+    pub client_broadcast: bool,
     /// Written `require_ack` messages one connection may have unacknowledged
     /// at once; more wait until ACKs free a place. Between 1 and 65,535.
     ///
@@ -222,6 +233,8 @@ impl Default for HubConfig {
             handler_queue_capacity: 1024,
             command_queue_capacity: 4096,
             trust_client_message_ids: false,
+            relay: false,
+            client_broadcast: false,
             max_inflight_acks: 256,
             pending_per_conn: 1 << 20,
             max_pending_deliveries: 65_536,

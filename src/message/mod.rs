@@ -11,6 +11,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 mod payload;
+pub(crate) mod relay;
 mod time;
 
 pub use payload::Payload;
@@ -68,6 +69,23 @@ pub enum Priority {
     Urgent,
     /// `critical`
     Critical,
+}
+
+impl Priority {
+    /// The wire spelling.
+    ///
+    /// ```
+    /// assert_eq!(wshub::Priority::Urgent.as_str(), "urgent");
+    /// ```
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Priority::Low => "low",
+            Priority::Normal => "normal",
+            Priority::High => "high",
+            Priority::Urgent => "urgent",
+            Priority::Critical => "critical",
+        }
+    }
 }
 
 fn is_false(b: &bool) -> bool {
