@@ -541,11 +541,12 @@ impl<const W: usize> Engine<W> {
 
     /// `user` connected: replay what the offline store kept for them.
     pub(crate) fn user_connected(&mut self, now: Instant, user: &str, net: &mut impl Net) {
-        // What waited for a retry goes first: it was sent before the user
-        // went offline, what the store kept after.
-        self.retry_now(now, user, u64::MAX, net);
+        // What waited for a retry and what the store kept go out together
+        // in the order the messages were first sent.
         let mut stored = self.offline.take(user).unwrap_or_default();
+        stored.make_contiguous().sort_by_key(|s| s.origin);
         while let Some(s) = stored.pop_front() {
+            self.retry_now(now, user, s.origin, net);
             let Some(env) = s.envelope() else {
                 log::error!("stored message {} no longer decodes: dropped", s.id);
                 continue;
@@ -562,6 +563,7 @@ impl<const W: usize> Engine<W> {
             let user = net.user_key(user).unwrap_or_else(|| Arc::from(user));
             self.offline.restore(&user, stored);
         }
+        self.retry_now(now, user, u64::MAX, net);
     }
 
     /// Starts the next attempt of every delivery of `user` that waits for a
@@ -647,6 +649,8 @@ impl<const W: usize> Engine<W> {
     /// Keeps a message of a plain send for an offline user.
     pub(crate) fn store_offline(&mut self, now: Instant, user: &str, env: Envelope) -> bool {
         let user: Arc<str> = Arc::from(user);
-        self.store(now, &user, env)
+        let origin = self.next_seq;
+        self.next_seq += 1;
+        self.store(now, &user, env, origin)
     }
 }

@@ -28,6 +28,9 @@ pub(crate) struct Stored {
     pub(crate) payload: Payload,
     pub(crate) id: MessageId,
     pub(crate) since: Instant,
+    /// Where the message stands among all the hub's deliveries (their start
+    /// order): a replay goes out in this order with the retries it meets.
+    pub(crate) origin: u64,
     seq: u64,
 }
 
@@ -108,6 +111,7 @@ impl OfflineStore {
         now: Instant,
         user: &Arc<str>,
         envelope: Envelope,
+        origin: u64,
         gone: &mut impl FnMut(Arc<str>, Stored, Gone),
     ) -> bool {
         let size = envelope.payload.len();
@@ -129,6 +133,7 @@ impl OfflineStore {
             payload,
             id,
             since: now,
+            origin,
             seq,
         });
         self.order.push_back((user.clone(), seq));

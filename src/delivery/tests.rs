@@ -584,3 +584,51 @@ fn a_reconnect_resends_what_waited_for_a_retry_at_once_and_in_order() {
     }
     w.assert_idle();
 }
+
+/// Regression (found by the reset burst under load): retries that came due
+/// while the user was away end as `user_offline` and go to the offline
+/// store; on reconnect they must interleave with the retries still waiting
+/// in the order the messages were sent, not come after them.
+#[test]
+fn a_reconnect_interleaves_stored_and_waiting_messages_in_send_order() {
+    let mut w = World::new(64, |c| {
+        c.retry.jitter = Jitter::Full;
+        c.retry.base_delay = Duration::from_millis(100);
+        c.offline_queue_per_user = 100;
+    });
+    let phone = w.connect("bob", "phone", 1, 1);
+    let ids: Vec<DeliveryId> = (0..20)
+        .map(|i| w.send("bob", &format!("m{i:02}"), true))
+        .collect();
+    w.write(phone);
+    w.net.disconnect(phone);
+    w.engine
+        .conn_removed(w.now, phone, FailureReason::ConnError, &mut w.net);
+    // Some retries come due while bob is away: they are stored offline
+    // (the first one due takes every earlier one with it, in order).
+    while w.engine.offline_held().0 == 0 {
+        w.advance(Duration::from_millis(1));
+    }
+    assert!(
+        w.engine.offline_held().0 > 0,
+        "some retries found bob offline"
+    );
+    assert!(w.engine.pending() > 0, "others still wait for their retry");
+    let again = w.connect("bob", "phone", 1, 2);
+    let order: Vec<String> = w.net.rings[&again]
+        .iter()
+        .map(|(p, _)| {
+            serde_json::from_slice::<Message>(p.body())
+                .unwrap()
+                .message_id
+        })
+        .collect();
+    let expected: Vec<String> = (0..20).map(|i| format!("m{i:02}")).collect();
+    assert_eq!(order, expected);
+    w.write(again);
+    for i in 0..20 {
+        w.ack(again, &format!("m{i:02}"));
+    }
+    let _ = ids;
+    w.assert_idle();
+}

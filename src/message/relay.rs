@@ -225,7 +225,11 @@ mod tests {
             r#"{"message_type":"text","receiver":"b","priority":"nope"}"#,
             r#"{"message_type":"","receiver":"b"}"#,
         ] {
-            assert_eq!(ClientMessage::parse(bad).unwrap_err(), Unrelayable::Malformed, "{bad}");
+            assert_eq!(
+                ClientMessage::parse(bad).unwrap_err(),
+                Unrelayable::Malformed,
+                "{bad}"
+            );
         }
     }
 }

@@ -195,7 +195,8 @@ impl<const W: usize> Engine<W> {
         }
         let keep = error == Some(FailureReason::UserOffline) && self.offline.enabled();
         if keep && let (Some(u), Some(env)) = (&user, d.envelope.clone()) {
-            let stored = self.store(now, u, env);
+            let seq = d.seq;
+            let stored = self.store(now, u, env, seq);
             if let Some(d) = self.table.get_mut(id) {
                 d.result.stored_offline = stored;
             }
@@ -219,12 +220,20 @@ impl<const W: usize> Engine<W> {
     }
 
     /// Keeps `env` for `user`; reports what the caps push out.
-    pub(super) fn store(&mut self, now: Instant, user: &Arc<str>, env: Envelope) -> bool {
+    pub(super) fn store(
+        &mut self,
+        now: Instant,
+        user: &Arc<str>,
+        env: Envelope,
+        origin: u64,
+    ) -> bool {
         let env = env.for_offline();
         let mut gone = Vec::new();
         let kept = self
             .offline
-            .store(now, user, env, &mut |u, s, why| gone.push((u, s, why)));
+            .store(now, user, env, origin, &mut |u, s, why| {
+                gone.push((u, s, why))
+            });
         if kept {
             self.counters.offline_stored += 1;
         }
