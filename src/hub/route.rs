@@ -279,6 +279,10 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
                     // The handle offers no kick-all.
                     Target::All => {}
                 },
+                // A failure is logged and counted by `reload_tls` itself.
+                Command::ReloadTls => {
+                    let _ = self.reload_tls();
+                }
             }
         }
     }
