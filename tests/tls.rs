@@ -44,18 +44,26 @@ fn wss_and_ws_side_by_side_relay_ack_and_ping() {
     assert_eq!((got.sender.as_str(), got.content.as_str()), ("p", "to tls"));
     send(
         &mut secure,
-        &format!(r#"{{"message_type":"ack","message_id":"{}"}}"#, got.message_id),
+        &format!(
+            r#"{{"message_type":"ack","message_id":"{}"}}"#,
+            got.message_id
+        ),
     );
     send(
         &mut secure,
         r#"{"message_type":"text","receiver":"p","content":"from tls"}"#,
     );
     let back = recv_type(&mut plain, "text");
-    assert_eq!((back.sender.as_str(), back.content.as_str()), ("s", "from tls"));
+    assert_eq!(
+        (back.sender.as_str(), back.content.as_str()),
+        ("s", "from tls")
+    );
 
     send(&mut secure, r#"{"message_type":"ping"}"#);
     recv_type(&mut secure, "pong");
-    secure.send(WsMessage::Ping(b"tls".to_vec().into())).unwrap();
+    secure
+        .send(WsMessage::Ping(b"tls".to_vec().into()))
+        .unwrap();
     let pong = loop {
         match secure.read().unwrap() {
             WsMessage::Pong(p) => break p,
@@ -128,11 +136,9 @@ fn a_client_stalled_mid_tls_handshake_is_dropped() {
     let tls_addr = hub.tls_addr.unwrap();
 
     // A real ClientHello, cut in half.
-    let mut client = rustls::ClientConnection::new(
-        ca.client_config(None),
-        "localhost".try_into().unwrap(),
-    )
-    .unwrap();
+    let mut client =
+        rustls::ClientConnection::new(ca.client_config(None), "localhost".try_into().unwrap())
+            .unwrap();
     let mut hello = Vec::new();
     client.write_tls(&mut hello).unwrap();
     let mut s = TcpStream::connect(tls_addr).unwrap();
@@ -182,7 +188,10 @@ fn bad_tls_files_are_errors_at_bind_naming_the_file() {
 
     let e = bind(&cert, &other_key);
     assert!(matches!(e, TlsError::BadKey { .. }), "{e}");
-    assert!(e.to_string().contains("b.key") && e.to_string().contains("a.pem"), "{e}");
+    assert!(
+        e.to_string().contains("b.key") && e.to_string().contains("a.pem"),
+        "{e}"
+    );
 }
 
 /// A reload serves the new certificate to new connections; an open one
