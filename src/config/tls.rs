@@ -15,9 +15,10 @@ use serde::Deserialize;
 /// ```
 /// # use wshub::config::{HubConfig, TlsConfig};
 /// let cfg = HubConfig::from_yaml_str(
-///     "tls:\n  cert_file: /etc/hub/chain.pem\n  key_file: /etc/hub/key.pem\ntls_listen: 0.0.0.0:8443\n",
+///     "wsc:\n  tls_listen: 0.0.0.0:8443\n  tls:\n    cert_file: /etc/hub/chain.pem\n    key_file: /etc/hub/key.pem\n",
 /// ).unwrap();
 /// assert_eq!(cfg.tls, Some(TlsConfig::new("/etc/hub/chain.pem", "/etc/hub/key.pem")));
+/// assert_eq!(cfg.tls_listen.port(), 8443);
 /// ```
 #[non_exhaustive]
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
