@@ -5,27 +5,41 @@
 //!
 //! ```text
 //! cargo run --release --example server -- [--addr HOST:PORT] [--config FILE]
+//!     [--tls-cert FILE --tls-key FILE [--tls-addr HOST:PORT]]
 //! ```
+//!
+//! With `--tls-cert` and `--tls-key` the page and the hub are also served
+//! over `https://` / `wss://` (on 127.0.0.1:8443 unless `--tls-addr` says
+//! otherwise), and the two files are watched: when either changes (checked
+//! every second) the certificate is reloaded; open connections keep theirs.
 
 use std::process::ExitCode;
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
+use wshub::config::TlsConfig;
 use wshub::{ConnId, DefaultHub, DeliveryId, HubConfig, HubEvent, Message, SendResult};
 
-const USAGE: &str = "usage: server [--addr HOST:PORT] [--config FILE]";
+const USAGE: &str = "usage: server [--addr HOST:PORT] [--config FILE] \
+                     [--tls-cert FILE --tls-key FILE [--tls-addr HOST:PORT]]";
 const DEMO_PAGE: &str = include_str!("assets/demo.html");
 
 struct Options {
     addr: Option<String>,
     config: Option<String>,
+    tls_cert: Option<String>,
+    tls_key: Option<String>,
+    tls_addr: Option<String>,
 }
 
 fn parse_args() -> Result<Options, String> {
     let mut opts = Options {
         addr: None,
         config: None,
+        tls_cert: None,
+        tls_key: None,
+        tls_addr: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -33,11 +47,44 @@ fn parse_args() -> Result<Options, String> {
         match arg.as_str() {
             "--addr" => opts.addr = Some(value("--addr")?),
             "--config" => opts.config = Some(value("--config")?),
+            "--tls-cert" => opts.tls_cert = Some(value("--tls-cert")?),
+            "--tls-key" => opts.tls_key = Some(value("--tls-key")?),
+            "--tls-addr" => opts.tls_addr = Some(value("--tls-addr")?),
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown option {other:?}")),
         }
     }
+    if opts.tls_cert.is_some() != opts.tls_key.is_some() {
+        return Err("--tls-cert and --tls-key go together".into());
+    }
     Ok(opts)
+}
+
+/// Applies `--addr`, `--tls-cert`, `--tls-key` and `--tls-addr`.
+fn apply_options(opts: &Options, config: &mut HubConfig) -> Result<(), String> {
+    let parse = |name: &str, addr: &str| {
+        addr.parse()
+            .map_err(|_| format!("{name} {addr:?} is not HOST:PORT (for example 127.0.0.1:8080)"))
+    };
+    if let Some(addr) = &opts.addr {
+        config.listen = parse("--addr", addr)?;
+    }
+    if let (Some(cert), Some(key)) = (&opts.tls_cert, &opts.tls_key) {
+        config.tls = Some(TlsConfig::new(cert, key));
+    }
+    if let Some(addr) = &opts.tls_addr {
+        config.tls_listen = parse("--tls-addr", addr)?;
+    }
+    Ok(())
+}
+
+/// The certificate files' modification times, to notice a renewal.
+fn tls_stamp(config: &HubConfig) -> Option<Vec<SystemTime>> {
+    let tls = config.tls.as_ref()?;
+    [&tls.cert_file, &tls.key_file]
+        .iter()
+        .map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+        .collect()
 }
 
 fn main() -> ExitCode {
@@ -62,16 +109,9 @@ fn main() -> ExitCode {
         },
         None => HubConfig::default(),
     };
-    if let Some(addr) = opts.addr {
-        match addr.parse() {
-            Ok(a) => config.listen = a,
-            Err(_) => {
-                eprintln!(
-                    "error: --addr {addr:?} is not HOST:PORT (for example 127.0.0.1:8080)\n{USAGE}"
-                );
-                return ExitCode::from(2);
-            }
-        }
+    if let Err(e) = apply_options(&opts, &mut config) {
+        eprintln!("error: {e}\n{USAGE}");
+        return ExitCode::from(2);
     }
     let mut hub = match DefaultHub::bind(config) {
         Ok(h) => h,
@@ -93,6 +133,11 @@ fn main() -> ExitCode {
         "wshub demo on http://{}/  (WebSocket endpoint /ws?user_id=NAME)",
         hub.local_addr()
     );
+    if let Some(addr) = hub.tls_local_addr() {
+        println!("wshub demo over TLS on https://{addr}/  (wss:// endpoint /ws?user_id=NAME)");
+    }
+    let mut stamp = tls_stamp(hub.config());
+    let mut checked = Instant::now();
 
     let mut senders = Senders::default();
     let result = (|| -> std::io::Result<()> {
@@ -103,6 +148,17 @@ fn main() -> ExitCode {
             }
             while let Ok((id, r)) = results.try_recv() {
                 report_result(&mut hub, &mut senders, id, &r);
+            }
+            if stamp.is_some() && checked.elapsed() >= Duration::from_secs(1) {
+                checked = Instant::now();
+                let now = tls_stamp(hub.config());
+                if now.is_some() && now != stamp {
+                    stamp = now;
+                    match hub.reload_tls() {
+                        Ok(()) => println!("TLS certificate reloaded"),
+                        Err(e) => eprintln!("TLS reload failed (old certificate kept): {e}"),
+                    }
+                }
             }
         }
         Ok(())

@@ -92,6 +92,43 @@ impl std::error::Error for Rejection {}
 pub trait Authenticator: Send {
     /// Returns the identity of the client behind `req`, or why it is refused.
     fn authenticate(&mut self, req: &Request) -> Result<Identity, Rejection>;
+
+    /// Like [`authenticate`](Self::authenticate), with the certificate a
+    /// `wss://` client presented (DER, the client's own first), when the
+    /// hub asks for one (`tls.client_ca_file`, mutual TLS). The hub has
+    /// already checked that it chains to that CA; its subject can feed the
+    /// identity (parse it with an X.509 crate such as `x509-parser`). The
+    /// hub calls this method, never `authenticate` directly; the default
+    /// ignores the certificate.
+    ///
+    /// ```
+    /// use wshub::{Authenticator, Identity, Rejection, Request};
+    /// struct ByCert;
+    /// impl Authenticator for ByCert {
+    ///     fn authenticate(&mut self, _: &Request) -> Result<Identity, Rejection> {
+    ///         Err(Rejection::new(401, "a client certificate is required"))
+    ///     }
+    ///     fn authenticate_with_cert(
+    ///         &mut self,
+    ///         req: &Request,
+    ///         cert: Option<&[u8]>,
+    ///     ) -> Result<Identity, Rejection> {
+    ///         match cert {
+    ///             // A real one would parse the subject out of `der`.
+    ///             Some(der) => Ok(Identity::new(&format!("cert-{}", der.len()), "", "device")),
+    ///             None => self.authenticate(req),
+    ///         }
+    ///     }
+    /// }
+    /// ```
+    fn authenticate_with_cert(
+        &mut self,
+        req: &Request,
+        client_cert: Option<&[u8]>,
+    ) -> Result<Identity, Rejection> {
+        let _ = client_cert;
+        self.authenticate(req)
+    }
 }
 
 impl<F> Authenticator for F

@@ -69,6 +69,8 @@ pub enum BuildError {
     Io(std::io::Error),
     /// The configuration is invalid.
     Config(crate::config::ConfigError),
+    /// The `tls` files could not be loaded (the error names the file).
+    Tls(crate::TlsError),
 }
 
 impl fmt::Display for BuildError {
@@ -76,6 +78,7 @@ impl fmt::Display for BuildError {
         match self {
             BuildError::Io(e) => write!(f, "cannot start hub: {e}"),
             BuildError::Config(e) => write!(f, "invalid hub config: {e}"),
+            BuildError::Tls(e) => write!(f, "cannot start hub: {e}"),
         }
     }
 }
@@ -85,6 +88,7 @@ impl std::error::Error for BuildError {
         match self {
             BuildError::Io(e) => Some(e),
             BuildError::Config(e) => Some(e),
+            BuildError::Tls(e) => Some(e),
         }
     }
 }

@@ -79,6 +79,8 @@ pub(crate) enum Command {
     },
     /// Membership changes, queries and with-retry group sends.
     Group(crate::group::GroupCommand),
+    /// Re-read the TLS files (see `Hub::reload_tls`).
+    ReloadTls,
 }
 
 /// Why a command could not be handed to the hub.
@@ -231,6 +233,14 @@ impl HubHandle {
             who: KickWho::Conn(conn),
             reason: reason.to_owned(),
         })
+    }
+
+    /// Asks the hub to read its TLS certificate, key and client CA files
+    /// again ([`Hub::reload_tls`](crate::Hub::reload_tls)): new `wss://`
+    /// connections use them, open ones keep theirs. A failure keeps the old
+    /// certificate, is logged and counted in `tls_reload_errors`.
+    pub fn reload_tls(&self) -> Result<(), HandleError> {
+        self.submit(Command::ReloadTls)
     }
 
     /// Starts a graceful shutdown: close 1001 to every client, flush within

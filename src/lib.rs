@@ -52,6 +52,7 @@ pub mod retry;
 mod stats;
 #[cfg(test)]
 mod testutil;
+mod tls;
 mod util;
 mod ws;
 
@@ -72,6 +73,7 @@ pub use hub::{DEFAULT_QUEUE, DEFAULT_WHEEL, DefaultHub, Hub, Target};
 pub use message::{Message, Payload, Priority};
 pub use reason::{FailureReason, TimeoutKind};
 pub use stats::Stats;
+pub use tls::TlsError;
 pub use ws::CloseCode;
 pub use ws::http::Request;
 

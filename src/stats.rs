@@ -111,6 +111,14 @@ pub struct Stats {
     pub idle_timeouts: u64,
     /// Accept calls that failed (for example out of file descriptors).
     pub accept_errors: u64,
+    /// TLS connections dropped for a TLS error: plain HTTP or garbage on
+    /// the `wss://` port, an untrusted client certificate, a broken record.
+    /// (A handshake that stalls counts as `rejected`, as a plain one does.)
+    pub tls_errors: u64,
+    /// Successful TLS certificate reloads.
+    pub tls_reloads: u64,
+    /// TLS reloads that failed (the old certificate stayed in force).
+    pub tls_reload_errors: u64,
     /// Data frames waiting in all rings now.
     pub queued: u64,
     /// Groups with at least one member now.

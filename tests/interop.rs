@@ -80,15 +80,42 @@ fn finish(mut child: Child, limit: Duration) -> (bool, String) {
 /// reaches it, it ACKs, its own message reaches the peer, a JSON ping gets a
 /// pong, and it closes with 1000.
 fn exchange_with(program: &str, script: &str, user: &str) {
-    let hub = TestHub::start(test_config());
+    exchange(program, script, user, None);
+}
+
+/// Files of a `wss://` listener: certificate chain, key, and the CA that
+/// the independent client verifies them with.
+struct TlsFiles {
+    cert: PathBuf,
+    key: PathBuf,
+    ca: PathBuf,
+}
+
+/// [`exchange_with`], the independent client over `wss://` when `tls` is
+/// given.
+fn exchange(program: &str, script: &str, user: &str, tls: Option<&TlsFiles>) {
+    let mut config = test_config();
+    if let Some(tls) = tls {
+        config.tls = Some(wshub::config::TlsConfig::new(&tls.cert, &tls.key));
+        config.tls_listen = "127.0.0.1:0".parse().unwrap();
+    }
+    let hub = TestHub::start(config);
+    let base = match hub.tls_addr {
+        Some(a) => format!("wss://localhost:{}", a.port()),
+        None => format!("ws://{}", hub.addr),
+    };
     let mut rust = connect(hub.addr, "user_id=rust");
     hub.wait_for(
         |e| matches!(e, HubEvent::Connected { identity, .. } if &*identity.user_id == "rust"),
     );
 
-    let child = Command::new(program)
+    let mut child = Command::new(program);
+    if let Some(tls) = tls {
+        child.env("WSHUB_CA", &tls.ca);
+    }
+    let child = child
         .arg(interop_dir().join(script))
-        .args([&format!("ws://{}", hub.addr), user, "rust"])
+        .args([&base, user, "rust"])
         .current_dir(interop_dir())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -152,13 +179,78 @@ fn node_ws_client() {
     exchange_with("node", "client.mjs", "node");
 }
 
+/// A CA and a server certificate for localhost, made now.
+#[cfg(feature = "tls")]
+fn tls_files(name: &str) -> TlsFiles {
+    let ca = common::tls::TestCa::new(name);
+    let (cert, key, _) = ca.issue("server", "localhost");
+    TlsFiles {
+        cert,
+        key,
+        ca: ca.ca_file,
+    }
+}
+
+#[cfg(feature = "tls")]
+#[test]
+fn python_websockets_client_over_wss() {
+    let test = "python_websockets_client_over_wss";
+    if !probe("python3", &["-c", "import websockets.sync.client"]) {
+        return unavailable(
+            test,
+            "python3 with `websockets` (>= 13) is not installed (pip install websockets)",
+        );
+    }
+    exchange("python3", "client.py", "pys", Some(&tls_files("py")));
+}
+
+#[cfg(feature = "tls")]
+#[test]
+fn node_ws_client_over_wss() {
+    let test = "node_ws_client_over_wss";
+    if let Err(why) = node_module("ws") {
+        return unavailable(test, &why);
+    }
+    exchange("node", "client.mjs", "nodes", Some(&tls_files("node")));
+}
+
 /// The demo server's page in headless Chromium: two pages as alice and bob
 /// exchange messages (one with `require_ack`, auto-ACKed by the page), the
 /// logs show them, a JSON ping shows its pong; screenshots go to
 /// `target/artifacts/demo.png` and `demo-bob.png`.
 #[test]
 fn demo_page_in_chromium() {
-    let test = "demo_page_in_chromium";
+    demo_in_chromium("demo_page_in_chromium", &[], "http://", "demo");
+}
+
+/// The same over `https://` and `wss://`: the demo server started with
+/// `--tls-cert`/`--tls-key` (made now), Chromium told to ignore that the
+/// test CA is not one it trusts. Screenshots: `demo-tls.png`, `demo-tls-bob.png`.
+#[cfg(feature = "tls")]
+#[test]
+fn demo_page_in_chromium_over_wss() {
+    let ca = common::tls::TestCa::new("chromium");
+    let (cert, key, _) = ca.issue("server", "localhost");
+    let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    let args = [
+        "--tls-cert",
+        cert,
+        "--tls-key",
+        key,
+        "--tls-addr",
+        "127.0.0.1:0",
+    ];
+    demo_in_chromium(
+        "demo_page_in_chromium_over_wss",
+        &args,
+        "https://",
+        "demo-tls",
+    );
+}
+
+/// Starts the demo server with `args`, opens its page at the banner's
+/// `scheme` URL in Chromium (browser.mjs) and checks the relay.
+fn demo_in_chromium(test: &str, args: &[&str], scheme: &str, shot_name: &str) {
     if let Err(why) = node_module("playwright-core") {
         return unavailable(test, &why);
     }
@@ -185,22 +277,25 @@ fn demo_page_in_chromium() {
     }
     let artifacts = profile_dir.parent().unwrap().join("artifacts");
     std::fs::create_dir_all(&artifacts).unwrap();
-    let shot = artifacts.join("demo.png");
+    let shot = artifacts.join(format!("{shot_name}.png"));
     let _ = std::fs::remove_file(&shot);
 
     let mut server = Command::new(&server_bin)
         .args(["--addr", "127.0.0.1:0"])
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
         .expect("demo server starts");
     let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
-    let banner = lines.next().expect("a banner line").unwrap();
-    let url = banner
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap_or_else(|| panic!("no URL in the banner {banner:?}"))
-        .to_owned();
+    // The banner: the http:// line, then the https:// one with TLS.
+    let url = (0..2)
+        .map_while(|_| lines.next()?.ok())
+        .find_map(|line| {
+            let url = line.split_whitespace().find(|w| w.starts_with(scheme));
+            url.map(str::to_owned)
+        })
+        .unwrap_or_else(|| panic!("no {scheme} URL in the banner"));
     // The server's log, for the relay check below.
     let log = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
 
@@ -233,7 +328,7 @@ fn demo_page_in_chromium() {
             log.join("\n")
         );
     }
-    for path in [shot.clone(), artifacts.join("demo-bob.png")] {
+    for path in [shot.clone(), artifacts.join(format!("{shot_name}-bob.png"))] {
         let png = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         assert!(
             png.starts_with(b"\x89PNG\r\n\x1a\n"),

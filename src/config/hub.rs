@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::TlsConfig;
 use super::values;
 use crate::retry::RetryPolicy;
 
@@ -213,6 +214,14 @@ pub struct HubConfig {
     pub ws_path: String,
     /// Health and metrics endpoints.
     pub health: HealthConfig,
+    /// Certificate and key of the `wss://` listener; `None` (the default)
+    /// serves plain `ws://` only. See the README's TLS section.
+    pub tls: Option<TlsConfig>,
+    /// Address of the `wss://` listener, bound only when `tls` is set; the
+    /// plain `listen` stays open beside it (bind it to loopback for health
+    /// and metrics). Default: 127.0.0.1:8443.
+    #[serde(deserialize_with = "values::socket_addr")]
+    pub tls_listen: SocketAddr,
 }
 
 impl Default for HubConfig {
@@ -247,6 +256,8 @@ impl Default for HubConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             ws_path: "/ws".to_owned(),
             health: HealthConfig::default(),
+            tls: None,
+            tls_listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
         }
     }
 }

@@ -82,6 +82,7 @@ mod error;
 mod file;
 mod hub;
 mod retry_keys;
+mod tls;
 mod validate;
 mod values;
 mod view;
@@ -89,6 +90,7 @@ mod view;
 pub use error::ConfigError;
 pub use file::ConfigFormat;
 pub use hub::{HealthConfig, HubConfig};
+pub use tls::TlsConfig;
 pub use view::RetryConfigView;
 
 pub use crate::retry::MAX_DURATION;

@@ -8,6 +8,7 @@
 
 pub(crate) mod outbox;
 pub(crate) mod registry;
+pub(crate) mod transport;
 
 use std::time::Instant;
 
@@ -52,6 +53,8 @@ pub(crate) struct ConnTimers {
 
 pub(crate) struct Conn<const Q: usize> {
     pub stream: TcpStream,
+    /// The TLS session of a `wss://` connection (see `transport`).
+    pub tls: Option<transport::TlsSession>,
     pub id: ConnId,
     pub phase: Phase,
     /// Set once the handshake has authenticated the client.

@@ -9,6 +9,7 @@ use mio::{Interest, Token};
 
 use super::{Hub, TimerEvent};
 use crate::conn::outbox::Outbox;
+use crate::conn::transport::TlsSession;
 use crate::conn::{Conn, ConnTimers, Phase};
 use crate::event::ConnId;
 use crate::ws::http;
@@ -18,13 +19,25 @@ use crate::ws::{Decoder, Limits};
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
 impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
-    pub(super) fn accept(&mut self) {
+    /// Accepts on both listeners (after an accept pause, say).
+    pub(super) fn accept_all(&mut self) {
+        self.accept(false);
+        self.accept(true);
+    }
+
+    /// Accepts what waits on the plain listener, or on the `wss://` one.
+    pub(super) fn accept(&mut self, tls: bool) {
         while !self.accept_paused {
-            let Some(listener) = &self.listener else {
+            let Some(listener) = self.listener_for(tls) else {
                 return;
             };
             match listener.accept() {
-                Ok((stream, peer)) => self.admit(stream, peer),
+                Ok((stream, peer)) => {
+                    let Ok(session) = self.tls_session(tls) else {
+                        continue;
+                    };
+                    self.admit(stream, peer, session);
+                }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => {
@@ -43,9 +56,19 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
         }
     }
 
-    pub(super) fn admit(&mut self, mut stream: TcpStream, peer: SocketAddr) {
+    pub(super) fn admit(
+        &mut self,
+        mut stream: TcpStream,
+        peer: SocketAddr,
+        tls: Option<TlsSession>,
+    ) {
         self.stats.accepted += 1;
         if self.net.conns.len() >= super::slot_limit(self.config.max_connections) {
+            if tls.is_some() {
+                // No TLS session to answer through: just close.
+                self.stats.refused_full += 1;
+                return;
+            }
             // Not even room to read the request: answer blind and drop.
             self.stats.refused_full += 1;
             let _ = stream.read(&mut self.scratch);
@@ -79,6 +102,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
         let phase_timer = self.net.timers.insert(deadline, TimerEvent::Phase(id));
         entry.insert(Conn {
             stream,
+            tls,
             id,
             phase: Phase::Handshake { head: Vec::new() },
             identity: None,

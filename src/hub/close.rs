@@ -135,7 +135,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
             self.remove_conn(key, reason.unwrap_or(DisconnectReason::ConnectionLost));
         } else if conn.identity.is_none() {
             // An HTTP response: FIN after it, so the client reads it all.
-            let _ = conn.stream.shutdown(std::net::Shutdown::Write);
+            crate::conn::transport::shutdown_write(conn);
         }
     }
 

@@ -120,9 +120,10 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
         if self.net.registry.connections() >= self.config.max_connections {
             return refuse(503, "hub is full");
         }
+        let cert = crate::conn::transport::peer_certificate(&self.net.conns[key]);
         let mut identity = self
             .auth
-            .authenticate(req)
+            .authenticate_with_cert(req, cert)
             .map_err(|r| (r.status, r.message))?;
         if identity.client_id.is_empty() {
             let id = self.net.conns[key].id;

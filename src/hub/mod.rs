@@ -16,6 +16,8 @@ mod net;
 mod read;
 mod route;
 mod timers;
+#[cfg(feature = "tls")]
+mod tls;
 mod write;
 
 use std::collections::VecDeque;
@@ -48,6 +50,7 @@ pub const DEFAULT_WHEEL: usize = 512;
 
 const LISTENER: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX - 2);
+const TLS_LISTENER: Token = Token(usize::MAX - 3);
 /// The hub-wide read buffer: every connection reads into it in turn.
 const SCRATCH: usize = 64 * 1024;
 /// Bytes one connection may read in one turn before others get theirs.
@@ -122,6 +125,9 @@ pub struct Hub<const QUEUE: usize = DEFAULT_QUEUE, const WHEEL: usize = DEFAULT_
     mio_events: Events,
     listener: Option<TcpListener>,
     local_addr: SocketAddr,
+    /// The `wss://` listener, when `tls` is configured.
+    #[cfg(feature = "tls")]
+    tls: Option<tls::TlsListener>,
     commands: Receiver<Command>,
     handle: HubHandle,
     shutdown_requested: Arc<AtomicBool>,
@@ -206,6 +212,20 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        #[cfg(feature = "tls")]
+        let tls = match &config.tls {
+            Some(cfg) => Some(tls::TlsListener::bind(
+                cfg,
+                config.tls_listen,
+                poll.registry(),
+                TLS_LISTENER,
+            )?),
+            None => None,
+        };
+        #[cfg(not(feature = "tls"))]
+        if config.tls.is_some() {
+            return Err(BuildError::Tls(crate::TlsError::NotCompiled));
+        }
         let (tx, commands) = crossbeam_channel::bounded(config.command_queue_capacity);
         let shutdown_requested = Arc::new(AtomicBool::new(false));
         let handle = HubHandle {
@@ -223,6 +243,8 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
             mio_events: Events::with_capacity(1024),
             listener: Some(listener),
             local_addr,
+            #[cfg(feature = "tls")]
+            tls,
             commands,
             handle,
             shutdown_requested,
@@ -378,7 +400,8 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
         let events = std::mem::replace(&mut self.mio_events, Events::with_capacity(0));
         for ev in events.iter() {
             match ev.token() {
-                LISTENER => self.accept(),
+                LISTENER => self.accept(false),
+                TLS_LISTENER => self.accept(true),
                 WAKER => {}
                 Token(key) => {
                     let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
@@ -453,6 +476,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
         if let Some(mut l) = self.listener.take() {
             let _ = self.poll.registry().deregister(&mut l);
         }
+        self.close_tls_listener();
         let keys: Vec<usize> = self.net.conns.iter().map(|(k, _)| k).collect();
         for key in keys {
             self.close_conn(
@@ -470,6 +494,40 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
             .insert(deadline, TimerEvent::ShutdownDeadline);
         self.check_finished();
     }
+}
+
+/// Without the `tls` feature: no `wss://` listener, ever.
+#[cfg(not(feature = "tls"))]
+impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
+    /// The address of the `wss://` listener: always `None` without the
+    /// `tls` feature.
+    pub fn tls_local_addr(&self) -> Option<SocketAddr> {
+        None
+    }
+
+    /// Reloads the TLS files: [`TlsError::NotCompiled`](crate::TlsError)
+    /// without the `tls` feature.
+    ///
+    /// # Errors
+    ///
+    /// Always, without the `tls` feature.
+    pub fn reload_tls(&mut self) -> Result<(), crate::TlsError> {
+        Err(crate::TlsError::NotCompiled)
+    }
+
+    fn listener_for(&self, tls: bool) -> Option<&TcpListener> {
+        self.listener.as_ref().filter(|_| !tls)
+    }
+
+    #[allow(clippy::unnecessary_wraps)]
+    fn tls_session(
+        &mut self,
+        _tls: bool,
+    ) -> Result<Option<crate::conn::transport::TlsSession>, ()> {
+        Ok(None)
+    }
+
+    fn close_tls_listener(&mut self) {}
 }
 
 /// ACK ids read from one connection's input, handed to the engine once the

@@ -1,10 +1,11 @@
 //! Reading: readiness to the hub-wide scratch buffer, with a per-turn budget
 //! per connection and the event limit pushing back on floods.
 
-use std::io::{ErrorKind, Read};
+use std::io::ErrorKind;
 
 use super::{Hub, READ_BUDGET};
 use crate::conn::Phase;
+use crate::conn::transport::{self, Input};
 use crate::event::DisconnectReason;
 
 impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
@@ -55,8 +56,8 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
                 self.read_again.push(key);
                 return;
             }
-            match conn.stream.read(&mut self.scratch) {
-                Ok(0) => {
+            match transport::read(conn, &mut self.scratch) {
+                Ok(Input::Eof) => {
                     let reason = match conn.phase {
                         Phase::Closing {
                             reason: Some(r), ..
@@ -66,10 +67,16 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
                     self.remove_conn(key, reason);
                     return;
                 }
-                Ok(n) => {
+                Ok(Input::Bytes { plain, wire }) => {
                     conn.last_seen = self.net.now;
-                    self.on_bytes(key, n);
-                    budget = budget.saturating_sub(n);
+                    if transport::wants_write(conn) {
+                        // A TLS handshake reply (or alert) to send.
+                        self.net.mark_dirty(key);
+                    }
+                    if plain > 0 {
+                        self.on_bytes(key, plain);
+                    }
+                    budget = budget.saturating_sub(plain.max(wire));
                     if budget == 0 {
                         if let Some(conn) = self.net.conns.get_mut(key) {
                             conn.read_pending = true;
@@ -81,6 +88,10 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => {
+                    if conn.tls.is_some() && e.kind() == ErrorKind::InvalidData {
+                        self.stats.tls_errors += 1;
+                        log::debug!("{}: TLS error: {e}", conn.id);
+                    }
                     self.remove_conn(key, DisconnectReason::Io(e.kind()));
                     return;
                 }

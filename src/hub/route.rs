@@ -296,6 +296,10 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
                     }
                 },
                 Command::Group(cmd) => self.group_command(cmd),
+                // A failure is logged and counted by `reload_tls` itself.
+                Command::ReloadTls => {
+                    let _ = self.reload_tls();
+                }
             }
         }
     }

@@ -74,7 +74,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
                 TimerEvent::SendTimeout(id) => self.on_send_timeout(id),
                 TimerEvent::AcceptRetry => {
                     self.accept_paused = false;
-                    self.accept();
+                    self.accept_all();
                 }
                 TimerEvent::ShutdownDeadline => {
                     let keys: Vec<usize> = self.net.conns.iter().map(|(k, _)| k).collect();

@@ -6,6 +6,7 @@ use mio::{Interest, Token};
 use super::Hub;
 use crate::conn::Phase;
 use crate::conn::outbox::Flush;
+use crate::conn::transport;
 use crate::event::DisconnectReason;
 
 impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
@@ -28,7 +29,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
         let mut sent = 0u64;
         let written = &mut self.written;
         let free_before = conn.outbox.free();
-        let result = conn.outbox.flush(&mut conn.stream, &mut |out| {
+        let result = transport::flush(conn, &mut |out| {
             sent += 1;
             if let Some(tag) = out.tag {
                 written.push(tag);
@@ -71,7 +72,8 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
                 return;
             }
         }
-        let close_sent = conn.outbox.close_sent();
+        // With TLS, the close is sent once its record left rustls too.
+        let close_sent = conn.outbox.close_sent() && !transport::wants_write(conn);
         // Settle deliveries after the write (it may end an attempt), then
         // let the backlog into the room the write made.
         let now = self.net.now;

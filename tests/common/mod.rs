@@ -2,6 +2,9 @@
 //! loopback.
 #![allow(dead_code)]
 
+#[cfg(feature = "tls")]
+pub mod tls;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::thread::JoinHandle;
@@ -23,6 +26,8 @@ pub fn test_config() -> HubConfig {
 
 pub struct TestHub {
     pub addr: SocketAddr,
+    /// The `wss://` listener, when the config has `tls`.
+    pub tls_addr: Option<SocketAddr>,
     pub handle: HubHandle,
     pub events: Receiver<HubEvent>,
     thread: Option<JoinHandle<wshub::Stats>>,
@@ -46,7 +51,9 @@ impl TestHub {
         let thread = std::thread::spawn(move || {
             let mut hub = Hub::<Q>::bind(config).expect("hub binds");
             setup(&mut hub);
-            ready_tx.send((hub.local_addr(), hub.handle())).unwrap();
+            ready_tx
+                .send((hub.local_addr(), hub.tls_local_addr(), hub.handle()))
+                .unwrap();
             hub.run(|hub, ev| {
                 if let HubEvent::Message { message, .. } = &ev
                     && !message.receiver.is_empty()
@@ -59,11 +66,12 @@ impl TestHub {
             .expect("hub runs");
             hub.stats()
         });
-        let (addr, handle) = ready
+        let (addr, tls_addr, handle) = ready
             .recv_timeout(Duration::from_secs(10))
             .expect("hub starts");
         TestHub {
             addr,
+            tls_addr,
             handle,
             events,
             thread: Some(thread),
@@ -132,7 +140,7 @@ pub fn try_connect(addr: SocketAddr, query: &str) -> Result<Client, tungstenite:
 }
 
 /// The next text message, decoded; skips pings and pongs.
-pub fn recv(ws: &mut Client) -> Message {
+pub fn recv<S: Read + Write>(ws: &mut WebSocket<S>) -> Message {
     loop {
         match ws.read().expect("a message") {
             WsMessage::Text(t) => return serde_json::from_str(t.as_str()).expect("JSON message"),
@@ -143,7 +151,7 @@ pub fn recv(ws: &mut Client) -> Message {
 }
 
 /// The next text message of the given type, skipping others.
-pub fn recv_type(ws: &mut Client, message_type: &str) -> Message {
+pub fn recv_type<S: Read + Write>(ws: &mut WebSocket<S>, message_type: &str) -> Message {
     loop {
         let m = recv(ws);
         if m.message_type == message_type {
@@ -152,7 +160,7 @@ pub fn recv_type(ws: &mut Client, message_type: &str) -> Message {
     }
 }
 
-pub fn send(ws: &mut Client, json: &str) {
+pub fn send<S: Read + Write>(ws: &mut WebSocket<S>, json: &str) {
     ws.send(WsMessage::text(json)).expect("send");
 }
 

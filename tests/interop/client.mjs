@@ -2,10 +2,13 @@
 //
 // usage: node client.mjs WS_BASE_URL USER PEER
 //
+// A `wss://` base URL is verified against the CA file in $WSHUB_CA.
+//
 // Connects as USER, waits for PEER's message (which asks for an ACK), ACKs it,
 // sends a message to PEER, checks that a JSON ping gets a pong (and the ACK
 // no error), and closes with 1000. Exits non-zero, saying why, on any
 // deviation.
+import { readFileSync } from "node:fs";
 import WebSocket from "ws";
 
 const [base, user, peer] = process.argv.slice(2);
@@ -15,7 +18,8 @@ const fail = (why) => {
 };
 setTimeout(() => fail("timed out"), 10_000).unref();
 
-const ws = new WebSocket(`${base}/ws?user_id=${user}&client_id=${user}-dev`);
+const options = base.startsWith("wss://") ? { ca: readFileSync(process.env.WSHUB_CA) } : {};
+const ws = new WebSocket(`${base}/ws?user_id=${user}&client_id=${user}-dev`, options);
 let state = "wait-text";
 ws.on("open", () => console.log("connected"));
 ws.on("error", (e) => fail(`socket error: ${e.message}`));

@@ -2,12 +2,16 @@
 
 usage: client.py WS_BASE_URL USER PEER
 
+A `wss://` base URL is verified against the CA file in $WSHUB_CA.
+
 Connects as USER, waits for PEER's message (which asks for an ACK), ACKs it,
 sends a message to PEER, checks that a JSON ping gets a pong (and the ACK no
 error), and closes with 1000. Exits non-zero, saying why, on any deviation.
 """
 
 import json
+import os
+import ssl
 import sys
 
 from websockets.sync.client import connect
@@ -18,7 +22,10 @@ TIMEOUT = 10
 def main() -> int:
     base, user, peer = sys.argv[1:4]
     url = f"{base}/ws?user_id={user}&client_id={user}-dev"
-    with connect(url, open_timeout=TIMEOUT, close_timeout=TIMEOUT) as ws:
+    tls = None
+    if base.startswith("wss://"):
+        tls = ssl.create_default_context(cafile=os.environ["WSHUB_CA"])
+    with connect(url, ssl=tls, open_timeout=TIMEOUT, close_timeout=TIMEOUT) as ws:
         print("connected", flush=True)
         while True:
             msg = json.loads(ws.recv(timeout=TIMEOUT))
