@@ -69,7 +69,7 @@ pub use failure::{
 };
 pub use group::{GroupAction, GroupError, GroupPolicy, GroupRequest, MAX_GROUP_NAME};
 pub use handle::{HandleError, HubHandle, PendingSend};
-pub use hub::{DEFAULT_QUEUE, DEFAULT_WHEEL, DefaultHub, Hub, Target};
+pub use hub::{DEFAULT_QUEUE, DEFAULT_WHEEL, DefaultHub, Hub, RelayVerdict, RelayView, Target};
 pub use message::{Message, Payload, Priority};
 pub use reason::{FailureReason, TimeoutKind};
 pub use stats::Stats;

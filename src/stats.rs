@@ -119,6 +119,13 @@ pub struct Stats {
     pub tls_reloads: u64,
     /// TLS reloads that failed (the old certificate stayed in force).
     pub tls_reload_errors: u64,
+    /// Client messages the built-in relay routed.
+    pub relayed: u64,
+    /// Client messages the relay filter dropped.
+    pub relay_dropped: u64,
+    /// Relayed frames made outside the frame pool (every pooled one was
+    /// still in some ring): an allocation each.
+    pub relay_pool_misses: u64,
     /// Data frames waiting in all rings now.
     pub queued: u64,
     /// Groups with at least one member now.

@@ -423,3 +423,165 @@ fn group_join_leave_and_send_to_a_thousand_members_allocate_nothing() {
         "{allocations} allocations on the hub thread for 50 joins, leaves and group sends"
     );
 }
+
+/// The path users take most: a client's JSON message relayed by the hub
+/// (`relay: true`) — to a user, to a user's two devices, to everyone
+/// (`"*"`), and with `require_ack` through the receiver's ACK and the
+/// `send_result` notice back to the sender — allocates nothing on the hub
+/// thread after warm-up.
+#[test]
+fn relayed_client_messages_allocate_nothing_on_the_hub_thread() {
+    let mut config = HubConfig::default();
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.max_connections = 64;
+    config.relay = true;
+    config.client_broadcast = true;
+    let mut hub = DefaultHub::bind(config).unwrap();
+    let addr = hub.local_addr();
+    let received = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut threads = vec![
+        spawn_reader(
+            addr,
+            "user_id=u0&client_id=a".into(),
+            stop.clone(),
+            received.clone(),
+        ),
+        spawn_reader(
+            addr,
+            "user_id=u0&client_id=b".into(),
+            stop.clone(),
+            received.clone(),
+        ),
+        spawn_reader(addr, "user_id=u1".into(), stop.clone(), received.clone()),
+    ];
+    threads.push(spawn_counting_acker(
+        addr,
+        "user_id=u2".into(),
+        stop.clone(),
+        received.clone(),
+    ));
+    // The sender: a batch on each signal, then it waits for its send_result.
+    // Bounded: an array channel, so signalling allocates nothing.
+    let (go, batches) = crossbeam_channel::bounded::<()>(1024);
+    let results = Arc::new(AtomicU64::new(0));
+    let sender = {
+        let (stop, results) = (stop.clone(), results.clone());
+        std::thread::spawn(move || {
+            let stream = std::net::TcpStream::connect(addr).unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_millis(20)))
+                .unwrap();
+            let (mut ws, _) =
+                tungstenite::client(format!("ws://{addr}/ws?user_id=src"), stream).unwrap();
+            let batch = [
+                r#"{"message_type":"text","receiver":"u1","content":"to a user"}"#,
+                r#"{"message_type":"text","receiver":"u0","content":"to two devices"}"#,
+                r#"{"message_type":"text","receiver":"*","content":"to everyone"}"#,
+                r#"{"message_type":"text","receiver":"u2","content":"ack me","require_ack":true}"#,
+            ];
+            while !stop.load(Ordering::Relaxed) {
+                if batches.recv_timeout(Duration::from_millis(20)).is_ok() {
+                    for m in batch {
+                        ws.send(WsMessage::text(m)).unwrap();
+                    }
+                }
+                match ws.read() {
+                    Ok(WsMessage::Text(t)) if t.as_str().contains("send_result") => {
+                        results.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(_) => {}
+                    Err(tungstenite::Error::Io(e))
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        ) => {}
+                    Err(_) => break,
+                }
+            }
+        })
+    };
+    wait_connected(&mut hub, 5);
+    // Per batch: u1 twice, u0's devices twice each, u2 twice (one ACKed).
+    const PER_BATCH: u64 = 8;
+    let mut sent = 0u64;
+    let mut run = |hub: &mut DefaultHub, n: u64| {
+        for _ in 0..n {
+            sent += 1;
+            go.send(()).unwrap();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while (received.load(Ordering::Relaxed) < sent * PER_BATCH
+                || results.load(Ordering::Relaxed) < sent)
+                && Instant::now() < deadline
+            {
+                hub.poll(Some(Duration::from_millis(1))).unwrap();
+                while hub.next_event().is_some() {}
+            }
+        }
+    };
+    run(&mut hub, 30);
+    let allocations = count_allocations(|| run(&mut hub, 300));
+    let s = hub.stats();
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        t.join().unwrap();
+    }
+    sender.join().unwrap();
+    assert_eq!(
+        received.load(Ordering::Relaxed),
+        330 * PER_BATCH,
+        "every relay arrived"
+    );
+    assert_eq!(
+        results.load(Ordering::Relaxed),
+        330,
+        "every sender was told"
+    );
+    assert_eq!(
+        s.deliveries_succeeded, 330,
+        "every require_ack message was ACKed"
+    );
+    assert_eq!(
+        allocations, 0,
+        "{allocations} allocations on the hub thread for 300 relayed batches ({} relayed, {} pool misses)",
+        s.relayed, s.relay_pool_misses
+    );
+}
+
+/// A client that counts what it gets and ACKs what asks for it.
+fn spawn_counting_acker(
+    addr: std::net::SocketAddr,
+    query: String,
+    stop: Arc<AtomicBool>,
+    received: Arc<AtomicU64>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let stream = std::net::TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let (mut ws, _) = tungstenite::client(format!("ws://{addr}/ws?{query}"), stream).unwrap();
+        while !stop.load(Ordering::Relaxed) {
+            match ws.read() {
+                Ok(WsMessage::Text(t)) => {
+                    let m: Message = serde_json::from_str(t.as_str()).unwrap();
+                    if m.require_ack {
+                        let ack = format!(
+                            r#"{{"message_type":"ack","message_id":"{}"}}"#,
+                            m.message_id
+                        );
+                        ws.send(WsMessage::text(ack)).unwrap();
+                    }
+                    received.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(_) => {}
+                Err(tungstenite::Error::Io(e))
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(_) => break,
+            }
+        }
+    })
+}

@@ -93,6 +93,18 @@ impl EngineConfig {
     }
 }
 
+/// A relayed message's result, for its sender (`Waiter::Sender`).
+#[derive(Debug, Clone)]
+pub(crate) struct SenderNotice {
+    pub(crate) to: ConnId,
+    pub(crate) message_id: Option<crate::delivery::MessageId>,
+    pub(crate) success: bool,
+    pub(crate) attempts: u32,
+    pub(crate) total_ms: u64,
+    pub(crate) final_error: Option<FailureReason>,
+    pub(crate) stored_offline: bool,
+}
+
 /// The engine's timers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Timer {
@@ -144,6 +156,8 @@ pub(crate) struct Engine<const W: usize> {
     retry_order: HashMap<Arc<str>, BTreeMap<u64, DeliveryId>>,
     /// Reused list of deliveries to retry now.
     due: Vec<DeliveryId>,
+    /// Results the built-in relay tells their senders, drained by the hub.
+    sender_notices: Vec<SenderNotice>,
     next_seq: u64,
     rng: SplitMix64,
     reporter: Reporter,
@@ -181,6 +195,7 @@ impl<const W: usize> Engine<W> {
             budgets: HashMap::with_capacity(deliveries),
             retry_order: HashMap::new(),
             due: Vec::new(),
+            sender_notices: Vec::new(),
             next_seq: 0,
             rng: SplitMix64::new(seed),
             reporter: Reporter::new(cfg.handler_workers, cfg.handler_queue_capacity),
@@ -639,6 +654,14 @@ impl<const W: usize> Engine<W> {
                 self.finalize(now, id, Some(FailureReason::ChannelClosed));
             }
         }
+    }
+
+    /// Hands the results the built-in relay owes its senders to `f`.
+    pub(crate) fn drain_sender_notices(&mut self, mut f: impl FnMut(&SenderNotice)) {
+        for n in &self.sender_notices {
+            f(n);
+        }
+        self.sender_notices.clear();
     }
 
     /// Whether the offline store keeps messages.

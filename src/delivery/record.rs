@@ -74,6 +74,9 @@ pub(crate) enum Waiter {
     Loop,
     /// A thread blocked in `PendingSend::wait`.
     Thread(Sender<SendResult>),
+    /// The client whose message the built-in relay delivers: told the
+    /// result in a `send_result` notice (and the result callback runs too).
+    Sender(ConnId),
 }
 
 /// One delivery: (message, user).

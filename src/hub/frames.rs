@@ -13,6 +13,7 @@ use crate::conn::outbox::Outbox;
 use crate::delivery::ids::IdBuf;
 use crate::event::ConnId;
 use crate::event::{DisconnectReason, HubEvent};
+use crate::message::relay::{ClientMessage, Unrelayable};
 use crate::message::{Control, Message, Payload, kind};
 use crate::stats::Stats;
 use crate::ws::{CloseCode, Frame, OpCode};
@@ -38,6 +39,8 @@ struct Inbound<'a, const Q: usize> {
     stats: &'a mut Stats,
     acks: &'a mut AckBuf,
     group_ops: &'a mut super::groups::GroupOps,
+    /// The built-in relay's queue, when `relay` is on.
+    relay: Option<&'a mut super::relay::RelayQueue>,
     config: &'a HubConfig,
     json: bool,
 }
@@ -96,6 +99,9 @@ impl<const Q: usize> Inbound<'_, Q> {
             Some(Control::Ack(message_id)) => return self.acks.push(self.conn, message_id),
             None => {}
         }
+        if self.relay.is_some() && self.relayed(identity, text) {
+            return;
+        }
         match Message::decode(text) {
             Ok(msg) if msg.message_type == kind::PING => self.control(pong_payload()),
             Ok(msg) if msg.message_type == kind::ACK => self.acks.push(self.conn, &msg.message_id),
@@ -108,6 +114,33 @@ impl<const Q: usize> Inbound<'_, Q> {
                 self.invalid(&e.to_string());
             }
         }
+    }
+
+    /// Queues `text` for the built-in relay when it is a relayable message
+    /// (read by borrowing, stamped into a pooled frame); false leaves it to
+    /// the full decoder (control messages, and malformed ones, which get
+    /// its detailed error).
+    fn relayed(&mut self, identity: &Identity, text: &str) -> bool {
+        let m = match ClientMessage::parse(text) {
+            Ok(m) if !m.is_control() => m,
+            Err(Unrelayable::NoReceiver) => {
+                self.stats.invalid_messages += 1;
+                self.invalid("receiver is required");
+                return true;
+            }
+            _ => return false,
+        };
+        if kind::is_hub_only(&m.message_type) {
+            self.stats.invalid_messages += 1;
+            self.invalid("this message_type is the hub's own");
+            return true;
+        }
+        self.stats.messages_in += 1;
+        let trust = self.config.trust_client_message_ids;
+        if let Some(relay) = self.relay.as_deref_mut() {
+            relay.push(self.conn, identity, &m, trust);
+        }
+        true
     }
 
     /// Answers an invalid message with a `validation` error.
@@ -181,6 +214,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
             json_protocol,
             acks,
             group_ops,
+            relay,
             ..
         } = self;
         let conn = &mut net.conns[key];
@@ -202,6 +236,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
             stats,
             acks,
             group_ops,
+            relay: config.relay.then_some(relay),
             config,
             json: *json_protocol,
         };
@@ -235,6 +270,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
         }
         self.acks.clear();
         self.run_group_ops();
+        self.route_relayed();
         match after {
             After::Nothing => {}
             After::PeerClosed(code) => self.on_peer_close(key, code),

@@ -14,6 +14,7 @@ mod handshake;
 mod health;
 mod net;
 mod read;
+mod relay;
 mod route;
 mod timers;
 #[cfg(feature = "tls")]
@@ -41,6 +42,7 @@ use crate::message::Payload;
 use crate::stats::Stats;
 
 use net::Conns;
+pub use relay::{RelayVerdict, RelayView};
 pub use route::Target;
 
 /// Default capacity of each client's outbound ring.
@@ -163,6 +165,9 @@ pub struct Hub<const QUEUE: usize = DEFAULT_QUEUE, const WHEEL: usize = DEFAULT_
     broadcast_keys: Vec<usize>,
     /// Undrained events beyond which the hub stops reading from clients.
     event_limit: usize,
+    /// The built-in relay's queue and frame pool (`relay: true`).
+    relay: relay::RelayQueue,
+    relay_filter: Option<relay::RelayFilter>,
     /// Group memberships of the open connections.
     groups: crate::group::Groups,
     /// Users' standing group memberships (`join_user` with `sticky`).
@@ -268,6 +273,8 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
             acks: AckBuf::default(),
             broadcast_keys: Vec::with_capacity(max),
             event_limit: DEFAULT_EVENT_LIMIT,
+            relay: relay::RelayQueue::new(slots),
+            relay_filter: None,
             groups: crate::group::Groups::new(
                 slots,
                 config.max_groups,
@@ -368,6 +375,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
             .map(|c| c.outbox.len() as u64)
             .sum();
         self.engine.fill_stats(&mut s);
+        s.relay_pool_misses = self.relay.pool_misses();
         self.fill_group_stats(&mut s);
         s
     }
@@ -417,6 +425,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
         if self.shutdown_requested.swap(false, Ordering::AcqRel) {
             self.shutdown();
         }
+        self.flush_sender_notices();
         self.flush_dirty();
         self.check_finished();
         Ok(())

@@ -236,7 +236,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
     }
 
     /// Reports a failed plain send: for connection `key`, or for `user`.
-    fn report_plain(
+    pub(super) fn report_plain(
         &mut self,
         reason: FailureReason,
         key: usize,

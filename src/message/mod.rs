@@ -14,9 +14,9 @@ mod payload;
 pub(crate) mod relay;
 mod time;
 
+pub(crate) use payload::FramePool;
 pub use payload::Payload;
-#[cfg(test)]
-use time::Stamp;
+pub(crate) use time::Stamp as TimeStamp;
 pub use time::rfc3339_now;
 
 /// Well-known values of [`Message::message_type`].
@@ -36,6 +36,15 @@ pub mod kind {
     pub const ERROR: &str = "error";
     /// Plain text chat message (go-wsc's default type).
     pub const TEXT: &str = "text";
+
+    /// Whether only the hub may send messages of this type (a client's is
+    /// refused with a `validation` error, never relayed).
+    pub(crate) fn is_hub_only(message_type: &str) -> bool {
+        matches!(
+            message_type,
+            PONG | KICK_OUT | ERROR | "send_result" | JOINED | LEFT
+        )
+    }
     /// A client asks to join the group `data.group` (if the host's group
     /// policy allows); the hub answers [`JOINED`] or an `error`.
     pub const JOIN: &str = "join";
@@ -286,7 +295,7 @@ mod tests {
 
     #[test]
     fn rfc3339_known_dates() {
-        let at = |s, ms| Stamp::at(s, ms).as_str().to_owned();
+        let at = |s, ms| TimeStamp::at(s, ms).as_str().to_owned();
         assert_eq!(at(0, 0), "1970-01-01T00:00:00.000Z");
         assert_eq!(at(951_782_400, 5), "2000-02-29T00:00:00.005Z");
         assert_eq!(at(1_795_618_245, 999), "2026-11-25T14:50:45.999Z");

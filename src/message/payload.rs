@@ -21,8 +21,13 @@ use crate::ws::{self, OpCode};
 #[derive(Clone, PartialEq, Eq)]
 pub struct Payload {
     // An `Arc<Vec>` rather than an `Arc<[u8]>`: one word in every ring
-    // entry instead of two, and no copy of the encoded bytes into the `Arc`.
+    // entry instead of two, no copy of the encoded bytes into the `Arc`, and
+    // a buffer the hub can reuse once every recipient has written it (see
+    // `FramePool`).
     frame: Arc<Vec<u8>>,
+    /// Where the frame starts in the buffer (pooled buffers keep room for
+    /// the longest header in front of the body).
+    offset: u8,
     header_len: u8,
 }
 
@@ -48,6 +53,7 @@ impl Payload {
         Payload {
             // At most 10 bytes (RFC 6455 §5.2).
             header_len: (frame.len() - body.len()) as u8,
+            offset: 0,
             frame: Arc::new(frame),
         }
     }
@@ -57,18 +63,19 @@ impl Payload {
     pub(crate) fn raw(bytes: Vec<u8>) -> Payload {
         Payload {
             frame: Arc::new(bytes),
+            offset: 0,
             header_len: 0,
         }
     }
 
     /// The whole frame as it goes on the wire.
     pub fn frame(&self) -> &[u8] {
-        &self.frame
+        &self.frame[usize::from(self.offset)..]
     }
 
     /// The frame's body (the message bytes).
     pub fn body(&self) -> &[u8] {
-        &self.frame[usize::from(self.header_len)..]
+        &self.frame[usize::from(self.offset) + usize::from(self.header_len)..]
     }
 
     /// The body as text, if it is valid UTF-8 (text frames always are).
@@ -82,7 +89,7 @@ impl Payload {
 
     /// The body's length in bytes.
     pub fn len(&self) -> usize {
-        self.frame.len() - usize::from(self.header_len)
+        self.frame.len() - usize::from(self.offset) - usize::from(self.header_len)
     }
 
     /// Whether the body is empty.
@@ -100,4 +107,107 @@ impl fmt::Debug for Payload {
             .field("body", &String::from_utf8_lossy(shown))
             .finish()
     }
+}
+
+/// Room kept in front of a pooled frame's body for its header (the longest
+/// server header, RFC 6455 §5.2).
+const HEAD_ROOM: usize = 10;
+
+/// Buffers for frames the hub builds on its own thread (relayed messages),
+/// reused once every ring that held one has written it: after warm-up a
+/// relayed message allocates no frame.
+///
+/// Invariant: a slot is free when the pool holds its only reference. The
+/// pool looks at a few slots from a cursor (frames leave rings roughly in
+/// the order they were made, so the next slot is usually free); when none of
+/// them is, a new buffer is made, up to `max_slots`, then frames are made
+/// unpooled (counted as misses).
+#[derive(Debug)]
+pub(crate) struct FramePool {
+    slots: Vec<Arc<Vec<u8>>>,
+    cursor: usize,
+    max_slots: usize,
+    /// Largest buffer kept for reuse: a rare huge message does not pin its
+    /// memory in the pool.
+    max_keep: usize,
+    misses: u64,
+}
+
+/// Slots looked at before a pool grows.
+const PROBES: usize = 4;
+
+impl FramePool {
+    pub(crate) fn new(max_slots: usize, max_keep: usize) -> FramePool {
+        FramePool {
+            slots: Vec::with_capacity(max_slots),
+            cursor: 0,
+            max_slots,
+            max_keep,
+            misses: 0,
+        }
+    }
+
+    /// A text frame whose body `write` appends to the given buffer.
+    pub(crate) fn text(&mut self, write: impl FnOnce(&mut Vec<u8>)) -> Payload {
+        if let Some(i) = self.free_slot() {
+            let slot = &mut self.slots[i];
+            let (offset, header_len) = match Arc::get_mut(slot) {
+                Some(buf) => fill(buf, write),
+                None => unreachable!("a free slot has no other reference"),
+            };
+            return Payload {
+                frame: slot.clone(),
+                offset,
+                header_len,
+            };
+        }
+        let mut buf = Vec::with_capacity(256);
+        let (offset, header_len) = fill(&mut buf, write);
+        let frame = Arc::new(buf);
+        if self.slots.len() < self.max_slots && frame.capacity() <= self.max_keep {
+            self.slots.push(frame.clone());
+        } else {
+            self.misses += 1;
+        }
+        Payload {
+            frame,
+            offset,
+            header_len,
+        }
+    }
+
+    /// A slot no ring holds any more, looked for from the cursor.
+    fn free_slot(&mut self) -> Option<usize> {
+        let n = self.slots.len();
+        for i in 0..PROBES.min(n) {
+            let at = (self.cursor + i) % n;
+            if Arc::strong_count(&self.slots[at]) == 1 {
+                if self.slots[at].capacity() > self.max_keep {
+                    // A rare huge message grew it: let it go.
+                    self.slots[at] = Arc::new(Vec::with_capacity(256));
+                }
+                self.cursor = (at + 1) % n;
+                return Some(at);
+            }
+        }
+        None
+    }
+
+    /// Frames built unpooled because every slot was busy.
+    pub(crate) fn misses(&self) -> u64 {
+        self.misses
+    }
+}
+
+/// Writes a text frame into `buf`: the body by `write`, then the header
+/// right in front of it. Returns where the frame starts and its header size.
+fn fill(buf: &mut Vec<u8>, write: impl FnOnce(&mut Vec<u8>)) -> (u8, u8) {
+    buf.clear();
+    buf.resize(HEAD_ROOM, 0);
+    write(buf);
+    let mut head = [0u8; HEAD_ROOM];
+    let header_len = ws::encode_header(OpCode::Text, true, buf.len() - HEAD_ROOM, &mut head);
+    let start = HEAD_ROOM - header_len;
+    buf[start..HEAD_ROOM].copy_from_slice(&head[..header_len]);
+    (start as u8, header_len as u8)
 }

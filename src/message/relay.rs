@@ -27,6 +27,8 @@ pub(crate) struct ClientMessage<'a> {
     #[serde(borrow, default)]
     pub(crate) receiver_client: Cow<'a, str>,
     #[serde(borrow, default)]
+    receiver_type: Cow<'a, str>,
+    #[serde(borrow, default)]
     content: Option<&'a RawValue>,
     #[serde(borrow, default)]
     data: Option<&'a RawValue>,
@@ -63,9 +65,17 @@ impl<'a> ClientMessage<'a> {
         Ok(m)
     }
 
+    /// Whether it is for a group (`receiver_type: "group"`).
+    pub(crate) fn to_group(&self) -> bool {
+        self.receiver_type == super::RECEIVER_TYPE_GROUP
+    }
+
     /// Whether this is one of the messages the hub answers itself.
     pub(crate) fn is_control(&self) -> bool {
-        matches!(&*self.message_type, kind::PING | kind::ACK)
+        matches!(
+            &*self.message_type,
+            kind::PING | kind::ACK | kind::JOIN | kind::LEAVE
+        )
     }
 }
 
@@ -114,6 +124,10 @@ pub(crate) fn write_relayed(out: &mut Vec<u8>, m: &ClientMessage<'_>, s: &Stamp<
     if !m.receiver_client.is_empty() {
         key(out, "receiver_client");
         json_str(out, &m.receiver_client);
+    }
+    if !m.receiver_type.is_empty() {
+        key(out, "receiver_type");
+        json_str(out, &m.receiver_type);
     }
     if let Some(c) = m.content {
         key(out, "content");

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{Engine, Net, Timer};
+use crate::delivery::engine::SenderNotice;
 use crate::delivery::offline::{Gone, Stored};
 use crate::delivery::record::{TargetState, Waiter};
 use crate::delivery::{DeliveryId, Envelope, SendAttempt, SendResult};
@@ -214,6 +215,21 @@ impl<const W: usize> Engine<W> {
                 // Moves the result to the waiting thread; the slot gets an
                 // empty one (no allocation until it is used again).
                 let _ = tx.try_send(std::mem::take(&mut d.result));
+            }
+            Waiter::Sender(conn) => {
+                if let Some(cb) = &mut self.on_result {
+                    cb(id, &d.result);
+                }
+                let r = &d.result;
+                self.sender_notices.push(SenderNotice {
+                    to: conn,
+                    message_id: r.message_id.clone(),
+                    success: r.success,
+                    attempts: r.attempts.len() as u32,
+                    total_ms: r.total_time.as_millis() as u64,
+                    final_error: r.final_error,
+                    stored_offline: r.stored_offline,
+                });
             }
         }
         self.table.close(id);

@@ -1,0 +1,222 @@
+//! The built-in relay (`relay: true`) over real loopback sockets: routing by
+//! receiver and device, the hub's stamp, require_ack with its result told
+//! to the sender, broadcast only when allowed, forged hub types refused,
+//! and the host's filter.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use wshub::{HubConfig, HubEvent, RelayVerdict};
+
+fn relay_config() -> HubConfig {
+    let mut c = test_config();
+    c.relay = true;
+    c
+}
+
+fn ack(ws: &mut Client, id: &str) {
+    send(
+        ws,
+        &format!(r#"{{"message_type":"ack","message_id":"{id}"}}"#),
+    );
+}
+
+#[test]
+fn a_client_message_is_relayed_stamped_by_the_hub() {
+    let hub = TestHub::start(relay_config());
+    let mut alice = connect(hub.addr, "user_id=alice&user_type=customer");
+    let mut bob = connect(hub.addr, "user_id=bob");
+    send(
+        &mut alice,
+        r#"{"message_type":"text","receiver":"bob","content":"hi \"bob\"","message_id":"a1","sender":"mallory","source":"offline","create_at":"1999","data":{"n":[1,2]},"priority":"high","seq_no":3,"trace_id":"tr"}"#,
+    );
+    let m = recv(&mut bob);
+    assert_eq!(
+        (m.sender.as_str(), m.sender_type.as_str()),
+        ("alice", "customer")
+    );
+    assert_eq!(m.content, "hi \"bob\"");
+    assert_eq!(m.id, "a1", "the client's own id travels in `id`");
+    assert_eq!(m.message_id.len(), 24, "a hub-assigned id: {m:?}");
+    assert_eq!(m.source, "", "source is the hub's");
+    assert_eq!(m.create_at.len(), 24, "create_at stamped by the hub: {m:?}");
+    assert_ne!(m.create_at, "1999");
+    assert_eq!(m.data, Some(serde_json::json!({"n": [1, 2]})));
+    assert_eq!((m.seq_no, m.trace_id.as_str()), (3, "tr"));
+    // The host saw no message: the hub routed it.
+    let s = stats(hub.addr);
+    assert_eq!(s["relayed"], 1, "{s}");
+    assert!(
+        hub.events
+            .try_iter()
+            .all(|e| !matches!(e, HubEvent::Message { .. }))
+    );
+}
+
+#[test]
+fn receiver_client_narrows_the_relay_to_one_device() {
+    let hub = TestHub::start(relay_config());
+    let mut alice = connect(hub.addr, "user_id=alice");
+    let mut phone = connect(hub.addr, "user_id=bob&client_id=phone");
+    let mut laptop = connect(hub.addr, "user_id=bob&client_id=laptop");
+    send(
+        &mut alice,
+        r#"{"message_type":"text","receiver":"bob","receiver_client":"laptop","content":"only you"}"#,
+    );
+    assert_eq!(recv(&mut laptop).content, "only you");
+    send(
+        &mut alice,
+        r#"{"message_type":"text","receiver":"bob","content":"both"}"#,
+    );
+    assert_eq!(
+        recv(&mut phone).content,
+        "both",
+        "the phone missed nothing before"
+    );
+    assert_eq!(recv(&mut laptop).content, "both");
+}
+
+#[test]
+fn require_ack_is_delivered_with_retry_and_the_sender_is_told() {
+    let mut c = relay_config();
+    c.ack_timeout = Duration::from_millis(200);
+    c.retry.max_retries = 1;
+    c.retry.base_delay = Duration::from_millis(50);
+    let hub = TestHub::start(c);
+    let mut alice = connect(hub.addr, "user_id=alice");
+    let mut bob = connect(hub.addr, "user_id=bob");
+    send(
+        &mut alice,
+        r#"{"message_type":"text","receiver":"bob","content":"ack me","message_id":"a1","require_ack":true}"#,
+    );
+    let m = recv(&mut bob);
+    assert!(m.require_ack);
+    ack(&mut bob, &m.message_id);
+    let r = recv_type(&mut alice, "send_result");
+    let data = r.data.unwrap();
+    assert_eq!(data["success"], true, "{data}");
+    assert_eq!(data["message_id"], m.message_id.as_str());
+    assert_eq!(data["attempts"], 1);
+
+    // Never ACKed: resent once, then the sender hears it failed.
+    send(
+        &mut alice,
+        r#"{"message_type":"text","receiver":"bob","content":"ignored","require_ack":true}"#,
+    );
+    let first = recv(&mut bob);
+    let again = recv(&mut bob);
+    assert_eq!(first.message_id, again.message_id, "a resend keeps its id");
+    let r = recv_type(&mut alice, "send_result");
+    let data = r.data.unwrap();
+    assert_eq!(data["success"], false, "{data}");
+    assert_eq!(data["final_error"], "ack_timeout");
+    assert_eq!(data["attempts"], 2);
+}
+
+#[test]
+fn broadcast_needs_client_broadcast() {
+    let hub = TestHub::start(relay_config());
+    let mut alice = connect(hub.addr, "user_id=alice");
+    send(
+        &mut alice,
+        r#"{"message_type":"text","receiver":"*","content":"all"}"#,
+    );
+    let e = recv_type(&mut alice, "error");
+    assert_eq!(e.data.unwrap()["reason"], "validation");
+    drop(hub);
+
+    let mut c = relay_config();
+    c.client_broadcast = true;
+    let hub = TestHub::start(c);
+    let mut alice = connect(hub.addr, "user_id=alice&client_id=a");
+    let mut alice2 = connect(hub.addr, "user_id=alice&client_id=b");
+    let mut bob = connect(hub.addr, "user_id=bob");
+    let mut carol = connect(hub.addr, "user_id=carol");
+    send(
+        &mut alice,
+        r#"{"message_type":"text","receiver":"*","content":"all"}"#,
+    );
+    assert_eq!(recv(&mut bob).content, "all");
+    assert_eq!(recv(&mut carol).content, "all");
+    // Not to the sender's own devices.
+    send(&mut alice, r#"{"message_type":"ping"}"#);
+    assert_eq!(recv(&mut alice).message_type, "pong");
+    alice2
+        .get_ref()
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    assert!(
+        alice2.read().is_err(),
+        "the sender's other device gets nothing"
+    );
+}
+
+#[test]
+fn forged_hub_messages_reach_nobody() {
+    let hub = TestHub::start(relay_config());
+    let mut mallory = connect(hub.addr, "user_id=mallory");
+    let mut bob = connect(hub.addr, "user_id=bob");
+    for forged in ["kick_out", "error", "pong", "send_result"] {
+        send(
+            &mut mallory,
+            &format!(r#"{{"message_type":"{forged}","receiver":"bob","data":{{"reason":"x"}}}}"#),
+        );
+        let e = recv_type(&mut mallory, "error");
+        assert_eq!(e.data.unwrap()["reason"], "validation", "{forged}");
+    }
+    send(
+        &mut mallory,
+        r#"{"message_type":"text","receiver":"bob","content":"real"}"#,
+    );
+    assert_eq!(
+        recv(&mut bob).content,
+        "real",
+        "nothing forged came before it"
+    );
+    send(
+        &mut mallory,
+        r#"{"message_type":"text","content":"to whom?"}"#,
+    );
+    let e = recv_type(&mut mallory, "error");
+    assert!(
+        e.data.unwrap()["detail"]
+            .as_str()
+            .unwrap()
+            .contains("receiver")
+    );
+}
+
+#[test]
+fn the_relay_filter_drops_or_hands_over() {
+    let hub = TestHub::start_with::<64>(relay_config(), |hub| {
+        hub.set_relay_filter(|m| match m.message_type {
+            "secret" => RelayVerdict::Drop,
+            "admin" => RelayVerdict::ToHost,
+            _ => RelayVerdict::Relay,
+        });
+    });
+    let mut alice = connect(hub.addr, "user_id=alice");
+    let mut bob = connect(hub.addr, "user_id=bob");
+    send(
+        &mut alice,
+        r#"{"message_type":"secret","receiver":"bob","content":"no"}"#,
+    );
+    send(
+        &mut alice,
+        r#"{"message_type":"admin","receiver":"bob","content":"host"}"#,
+    );
+    let ev = hub.wait_for(|e| matches!(e, HubEvent::Message { .. }));
+    let HubEvent::Message { message, .. } = ev else {
+        unreachable!()
+    };
+    assert_eq!(
+        (message.message_type.as_str(), message.sender.as_str()),
+        ("admin", "alice")
+    );
+    // The test hub relays what it is handed; the dropped one never came.
+    assert_eq!(recv(&mut bob).message_type, "admin");
+    let s = stats(hub.addr);
+    assert_eq!(s["relay_dropped"], 1, "{s}");
+}
