@@ -69,6 +69,12 @@ pub enum BuildError {
     Io(std::io::Error),
     /// The configuration is invalid.
     Config(crate::config::ConfigError),
+    /// Query-string identities (the default `auth`) on an address other
+    /// than loopback: anyone who can reach it could claim any user.
+    UnsafeAuth {
+        /// The address the hub would listen on.
+        addr: std::net::SocketAddr,
+    },
 }
 
 impl fmt::Display for BuildError {
@@ -76,6 +82,12 @@ impl fmt::Display for BuildError {
         match self {
             BuildError::Io(e) => write!(f, "cannot start hub: {e}"),
             BuildError::Config(e) => write!(f, "invalid hub config: {e}"),
+            BuildError::UnsafeAuth { addr } => write!(
+                f,
+                "refusing to listen on {addr} with unauthenticated query-string identities: \
+                 set `auth.mode: jwt` (with `auth.jwt.secret` or `auth.jwt.public_key_file`), \
+                 or say `auth.mode: query` explicitly for a trusted network"
+            ),
         }
     }
 }
@@ -85,6 +97,7 @@ impl std::error::Error for BuildError {
         match self {
             BuildError::Io(e) => Some(e),
             BuildError::Config(e) => Some(e),
+            BuildError::UnsafeAuth { .. } => None,
         }
     }
 }

@@ -97,6 +97,8 @@ pub mod __private {
         pub use crate::retry::budget::RetryBudget;
         pub use crate::retry::jitter::{RandomSource, SplitMix64};
     }
+
+    pub use crate::util::escape::Esc;
 }
 
 /// The README's examples, compiled and run as doctests.

@@ -30,6 +30,21 @@ pub mod kind {
     pub const ERROR: &str = "error";
     /// Plain text chat message (go-wsc's default type).
     pub const TEXT: &str = "text";
+    /// A delivery-result notice to the sender (the demo server's).
+    pub const SEND_RESULT: &str = "send_result";
+    /// Types only the hub may send: a client message of one of these is
+    /// refused with a `validation` error and relayed to no one.
+    pub const RESERVED: &[&str] = &[PONG, KICK_OUT, ERROR, SEND_RESULT];
+
+    /// Whether `message_type` is one only the hub may send.
+    ///
+    /// ```
+    /// assert!(wshub::message::kind::is_reserved("kick_out"));
+    /// assert!(!wshub::message::kind::is_reserved("text"));
+    /// ```
+    pub fn is_reserved(message_type: &str) -> bool {
+        RESERVED.contains(&message_type)
+    }
 }
 
 /// Message priority, as go-wsc spells it on the wire.

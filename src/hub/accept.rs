@@ -18,13 +18,19 @@ use crate::ws::{Decoder, Limits};
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
 impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
-    pub(super) fn accept(&mut self) {
+    /// Accepts what waits on the public listener, or on the admin one.
+    pub(super) fn accept(&mut self, admin: bool) {
         while !self.accept_paused {
-            let Some(listener) = &self.listener else {
+            let listener = if admin {
+                &self.admin_listener
+            } else {
+                &self.listener
+            };
+            let Some(listener) = listener else {
                 return;
             };
             match listener.accept() {
-                Ok((stream, peer)) => self.admit(stream, peer),
+                Ok((stream, peer)) => self.admit(stream, peer, admin),
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => {
@@ -43,17 +49,19 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
         }
     }
 
-    pub(super) fn admit(&mut self, mut stream: TcpStream, peer: SocketAddr) {
+    pub(super) fn admit(&mut self, mut stream: TcpStream, peer: SocketAddr, admin: bool) {
         self.stats.accepted += 1;
         if self.net.conns.len() >= super::slot_limit(self.config.max_connections) {
             // Not even room to read the request: answer blind and drop.
             self.stats.refused_full += 1;
-            let _ = stream.read(&mut self.scratch);
-            let mut resp = Vec::new();
-            http::write_error(&mut resp, 503, "hub is full");
-            let _ = stream.write(&resp);
-            let _ = stream.shutdown(std::net::Shutdown::Write);
+            refuse_blind(&mut stream, &mut self.scratch, "hub is full");
             log::debug!("refused {peer}: no free slot");
+            return;
+        }
+        if !admin && !self.per_ip.admit(peer.ip()) {
+            self.stats.per_ip_rejected += 1;
+            refuse_blind(&mut stream, &mut self.scratch, "too many connections from this address");
+            log::debug!("refused {peer}: max_connections_per_ip");
             return;
         }
         let _ = stream.set_nodelay(true);
@@ -68,6 +76,9 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
             .register(&mut stream, Token(key), Interest::READABLE)
         {
             log::warn!("cannot register {peer}: {e}");
+            if !admin {
+                self.per_ip.release(peer.ip());
+            }
             return;
         }
         self.next_generation = self.next_generation.wrapping_add(1);
@@ -99,7 +110,19 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
             write_blocked: false,
             write_interest: false,
             read_pending: false,
+            peer: peer.ip(),
+            admin,
+            held: 0,
         });
         log::trace!("{id} accepted from {peer}");
     }
+}
+
+/// Answers 503 without taking a slot, and drops the connection.
+fn refuse_blind(stream: &mut TcpStream, scratch: &mut [u8], why: &str) {
+    let _ = stream.read(scratch);
+    let mut resp = Vec::new();
+    http::write_error(&mut resp, 503, why);
+    let _ = stream.write(&resp);
+    let _ = stream.shutdown(std::net::Shutdown::Write);
 }

@@ -98,19 +98,30 @@ impl<const Q: usize> Inbound<'_, Q> {
         match Message::decode(text) {
             Ok(msg) if msg.message_type == kind::PING => self.control(pong_payload()),
             Ok(msg) if msg.message_type == kind::ACK => self.acks.push(self.conn, &msg.message_id),
-            Ok(msg) => self.message(identity, msg),
-            Err(e) => {
-                self.stats.invalid_messages += 1;
-                let notice = Message::notice(
-                    kind::ERROR,
-                    serde_json::json!({"reason": "validation", "detail": e.to_string()}),
-                );
-                if let Ok(p) = Payload::json(&notice)
-                    && p.len() <= self.config.max_message_size
-                {
-                    self.control(p);
-                }
+            Ok(msg) if kind::is_reserved(&msg.message_type) => {
+                // Only the hub speaks these: relayed, a forged `kick_out`
+                // or `error` would look like the hub's own to its receiver.
+                self.stats.reserved_types += 1;
+                let detail = format!("message_type {:?} is reserved for the hub", msg.message_type);
+                self.invalid(detail);
             }
+            Ok(msg) => self.message(identity, msg),
+            Err(e) => self.invalid(e.to_string()),
+        }
+    }
+
+    /// Answers an invalid message with a `validation` error; nothing is
+    /// relayed and the connection stays open.
+    fn invalid(&mut self, detail: String) {
+        self.stats.invalid_messages += 1;
+        let notice = Message::notice(
+            kind::ERROR,
+            serde_json::json!({"reason": "validation", "detail": detail}),
+        );
+        if let Ok(p) = Payload::json(&notice)
+            && p.len() <= self.config.max_message_size
+        {
+            self.control(p);
         }
     }
 
@@ -126,9 +137,10 @@ impl<const Q: usize> Inbound<'_, Q> {
         }
         msg.sender = identity.user_id.to_string();
         msg.sender_type = identity.user_type.to_string();
-        if msg.create_at.is_empty() {
-            msg.create_at = crate::message::rfc3339_now();
-        }
+        // The hub's to say: a client's `source: "offline"` or back-dated
+        // `create_at` would pass for the hub's own on the way out.
+        msg.create_at = crate::message::rfc3339_now();
+        msg.source.clear();
         self.stats.messages_in += 1;
         self.events.push_back(HubEvent::Message {
             conn: self.conn,

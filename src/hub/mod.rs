@@ -9,6 +9,7 @@ mod accept;
 mod close;
 mod deliver;
 mod frames;
+mod guard;
 mod handshake;
 mod health;
 mod net;
@@ -27,7 +28,7 @@ use crossbeam_channel::Receiver;
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use crate::auth::{Authenticator, Identity, QueryAuthenticator};
+use crate::auth::{Authenticator, Identity};
 use crate::config::HubConfig;
 use crate::conn::Conn;
 use crate::delivery::{Engine, EngineConfig};
@@ -47,6 +48,7 @@ pub const DEFAULT_WHEEL: usize = 512;
 
 const LISTENER: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX - 2);
+const ADMIN: Token = Token(usize::MAX - 3);
 /// The hub-wide read buffer: every connection reads into it in turn.
 const SCRATCH: usize = 64 * 1024;
 /// Bytes one connection may read in one turn before others get theirs.
@@ -80,6 +82,8 @@ pub(crate) enum TimerEvent {
     Heartbeat(ConnId),
     /// `send_timeout` check of a connection's oldest queued frame.
     SendTimeout(ConnId),
+    /// The connection's token expires.
+    Expiry(ConnId),
     /// Accepting failed (out of descriptors); try again.
     AcceptRetry,
     /// The shutdown deadline passed: drop whoever is left.
@@ -121,6 +125,14 @@ pub struct Hub<const QUEUE: usize = DEFAULT_QUEUE, const WHEEL: usize = DEFAULT_
     mio_events: Events,
     listener: Option<TcpListener>,
     local_addr: SocketAddr,
+    /// The `admin_listen` listener: health and metrics only.
+    admin_listener: Option<TcpListener>,
+    /// Connections per peer address (`max_connections_per_ip`).
+    per_ip: guard::PerIp,
+    /// Bytes held in partial heads, frames and messages, hub-wide.
+    buffered: usize,
+    /// `max_buffered_bytes` in force.
+    buffered_budget: usize,
     commands: Receiver<Command>,
     handle: HubHandle,
     shutdown_requested: Arc<AtomicBool>,
@@ -191,9 +203,19 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
         listener.set_nonblocking(true)?;
         let mut listener = TcpListener::from_std(listener);
         let local_addr = listener.local_addr()?;
+        let auth = guard::authenticator(&config, local_addr)?;
         let poll = Poll::new()?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let admin_listener = match config.admin_listen {
+            Some(addr) => {
+                let mut admin = TcpListener::bind(addr)?;
+                poll.registry()
+                    .register(&mut admin, ADMIN, Interest::READABLE)?;
+                Some(admin)
+            }
+            None => None,
+        };
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let (tx, commands) = crossbeam_channel::bounded(config.command_queue_capacity);
         let shutdown_requested = Arc::new(AtomicBool::new(false));
@@ -212,12 +234,16 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
             mio_events: Events::with_capacity(1024),
             listener: Some(listener),
             local_addr,
+            admin_listener,
+            per_ip: guard::PerIp::new(config.max_connections_per_ip, slots),
+            buffered: 0,
+            buffered_budget: config.buffered_budget(),
             commands,
             handle,
             shutdown_requested,
             net: Conns::new(slots, max, config.send_timeout, now),
             engine,
-            auth: Box::new(QueryAuthenticator),
+            auth,
             pages: Vec::new(),
             scratch: vec![0; SCRATCH].into_boxed_slice(),
             events: VecDeque::with_capacity(64),
@@ -242,6 +268,12 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
     /// The address the hub listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The address of the `admin_listen` listener, when configured (with
+    /// port 0 in the config, the port the system chose).
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_listener.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// The configuration in force (go-wsc's `GetConfig`).
@@ -317,6 +349,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
         let r = &self.net.registry;
         s.connections = r.connections() as u64;
         s.users = r.users() as u64;
+        s.buffered_bytes = self.buffered as u64;
         s.queued = r
             .keys()
             .filter_map(|k| self.net.conns.get(k))
@@ -354,7 +387,8 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
         let events = std::mem::replace(&mut self.mio_events, Events::with_capacity(0));
         for ev in events.iter() {
             match ev.token() {
-                LISTENER => self.accept(),
+                LISTENER => self.accept(false),
+                ADMIN => self.accept(true),
                 WAKER => {}
                 Token(key) => {
                     let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
@@ -426,7 +460,10 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
         }
         log::info!("hub shutting down: {} connections", self.net.conns.len());
         self.lifecycle = Lifecycle::Draining;
-        if let Some(mut l) = self.listener.take() {
+        for mut l in [self.listener.take(), self.admin_listener.take()]
+            .into_iter()
+            .flatten()
+        {
             let _ = self.poll.registry().deregister(&mut l);
         }
         let keys: Vec<usize> = self.net.conns.iter().map(|(k, _)| k).collect();

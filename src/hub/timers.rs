@@ -72,9 +72,11 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
                     self.net.mark_dirty(id.index());
                 }
                 TimerEvent::SendTimeout(id) => self.on_send_timeout(id),
+                TimerEvent::Expiry(id) => self.on_token_expiry(id),
                 TimerEvent::AcceptRetry => {
                     self.accept_paused = false;
-                    self.accept();
+                    self.accept(false);
+                    self.accept(true);
                 }
                 TimerEvent::ShutdownDeadline => {
                     let keys: Vec<usize> = self.net.conns.iter().map(|(k, _)| k).collect();
