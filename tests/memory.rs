@@ -20,6 +20,7 @@ fn an_idle_connection_costs_at_most_4_kib_of_heap() {
     let mut config = HubConfig::default();
     config.listen = "127.0.0.1:0".parse().unwrap();
     config.max_connections = IDLE + 16;
+    config.max_connections_per_ip = 0;
     config.max_connections_per_user = IDLE;
     let mut hub = DefaultHub::bind(config).unwrap();
     let addr = hub.local_addr();

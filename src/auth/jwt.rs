@@ -23,10 +23,14 @@ use crate::ws::http::Request;
 const MAX_TOKEN: usize = 4096;
 
 /// The claims the hub reads; any others are ignored.
+/// `sub` and `exp` are options so that a token without them is refused
+/// as lacking a claim, not as malformed.
 #[derive(Deserialize)]
 struct Claims {
-    sub: String,
-    exp: u64,
+    #[serde(default)]
+    sub: Option<String>,
+    #[serde(default)]
+    exp: Option<u64>,
     #[serde(default)]
     client_id: Option<String>,
     #[serde(default)]
@@ -96,7 +100,10 @@ impl JwtAuthenticator {
                 let (key, family) = public_key(&pem).ok_or_else(|| {
                     auth_err(
                         "auth.jwt.public_key_file",
-                        format!("{} holds no RSA, EC or Ed25519 public key in PEM", path.display()),
+                        format!(
+                            "{} holds no RSA, EC or Ed25519 public key in PEM",
+                            path.display()
+                        ),
                     )
                 })?;
                 (key, family, None)
@@ -144,17 +151,27 @@ impl JwtAuthenticator {
         let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
             .map_err(|e| Rejection::new(401, reason(e.kind())))?;
         let c = data.claims;
+        let (Some(sub), Some(exp)) = (c.sub, c.exp) else {
+            return Err(Rejection::new(
+                401,
+                reason(&ErrorKind::MissingRequiredClaim(String::new())),
+            ));
+        };
         let client = c.client_id.unwrap_or_default();
         let user_type = c.user_type.filter(|t| !t.is_empty());
         let user_type = user_type.as_deref().unwrap_or("user");
-        if c.sub.is_empty() {
+        if sub.is_empty() {
             return Err(Rejection::new(401, "token has an empty sub"));
         }
-        if c.sub.len() > MAX_ID || client.len() > MAX_ID || user_type.len() > MAX_ID {
-            return Err(Rejection::new(401, "token identity fields are limited to 256 bytes"));
+        if sub.len() > MAX_ID || client.len() > MAX_ID || user_type.len() > MAX_ID {
+            return Err(Rejection::new(
+                401,
+                "token identity fields are limited to 256 bytes",
+            ));
         }
-        let mut id = Identity::new(&c.sub, &client, user_type);
-        id.expires_at = Some(UNIX_EPOCH + Duration::from_secs(c.exp.min(u64::from(u32::MAX) * 4)));
+        let mut id = Identity::new(&sub, &client, user_type);
+        // Capped so that the addition cannot overflow (year 2514).
+        id.expires_at = Some(UNIX_EPOCH + Duration::from_secs(exp.min(1 << 34)));
         Ok(id)
     }
 
@@ -177,13 +194,19 @@ impl JwtAuthenticator {
 
 impl Authenticator for JwtAuthenticator {
     fn authenticate(&mut self, req: &Request) -> Result<Identity, Rejection> {
-        let bearer = req
-            .header("authorization")
-            .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")));
+        let bearer = req.header("authorization").and_then(|h| {
+            h.strip_prefix("Bearer ")
+                .or_else(|| h.strip_prefix("bearer "))
+        });
         let token = match (req.query_param("token"), bearer) {
             (Some(t), _) if !t.is_empty() => t,
             (_, Some(b)) => b.trim().into(),
-            _ => return Err(Rejection::new(401, "missing token (?token= or Authorization: Bearer)")),
+            _ => {
+                return Err(Rejection::new(
+                    401,
+                    "missing token (?token= or Authorization: Bearer)",
+                ));
+            }
         };
         self.verify(&token)
     }

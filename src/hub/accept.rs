@@ -60,7 +60,11 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
         }
         if !admin && !self.per_ip.admit(peer.ip()) {
             self.stats.per_ip_rejected += 1;
-            refuse_blind(&mut stream, &mut self.scratch, "too many connections from this address");
+            refuse_blind(
+                &mut stream,
+                &mut self.scratch,
+                "too many connections from this address",
+            );
             log::debug!("refused {peer}: max_connections_per_ip");
             return;
         }

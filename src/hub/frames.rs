@@ -102,7 +102,10 @@ impl<const Q: usize> Inbound<'_, Q> {
                 // Only the hub speaks these: relayed, a forged `kick_out`
                 // or `error` would look like the hub's own to its receiver.
                 self.stats.reserved_types += 1;
-                let detail = format!("message_type {:?} is reserved for the hub", msg.message_type);
+                let detail = format!(
+                    "message_type {:?} is reserved for the hub",
+                    msg.message_type
+                );
                 self.invalid(detail);
             }
             Ok(msg) => self.message(identity, msg),

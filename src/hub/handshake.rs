@@ -63,7 +63,8 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
             match self.admin_gate(key) {
                 Some(404) => self.respond(key, 404, TEXT, b"not found"),
                 Some(status) => {
-                    let body = b"health and metrics are served to loopback peers only (see admin_listen)";
+                    let body =
+                        b"health and metrics are served to loopback peers only (see admin_listen)";
                     self.respond(key, status, TEXT, body);
                 }
                 None => match self.health_response(&req.path) {

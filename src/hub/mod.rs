@@ -273,7 +273,9 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
     /// The address of the `admin_listen` listener, when configured (with
     /// port 0 in the config, the port the system chose).
     pub fn admin_addr(&self) -> Option<SocketAddr> {
-        self.admin_listener.as_ref().and_then(|l| l.local_addr().ok())
+        self.admin_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
     }
 
     /// The configuration in force (go-wsc's `GetConfig`).

@@ -3,9 +3,10 @@
 
 use std::io::{ErrorKind, Read};
 
-use super::{Hub, READ_BUDGET};
+use super::{Hub, MAX_HEAD, READ_BUDGET};
 use crate::conn::Phase;
 use crate::event::DisconnectReason;
+use crate::ws::http;
 
 impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
     pub(super) fn conn_ready(&mut self, key: usize, readable: bool, writable: bool) {
@@ -111,8 +112,11 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
         let conn = &mut self.net.conns[key];
         match &mut conn.phase {
             Phase::Handshake { head } => {
+                let old_len = head.len();
                 head.extend_from_slice(&self.scratch[..n]);
-                self.on_request_bytes(key);
+                if http::head_worth_parsing(head, old_len, MAX_HEAD) {
+                    self.on_request_bytes(key);
+                }
             }
             Phase::Open => self.on_frames(key, n),
             Phase::Closing { .. } => {

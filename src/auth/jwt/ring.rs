@@ -8,9 +8,9 @@ use jsonwebtoken::crypto::{CryptoProvider, JwtSigner, JwtVerifier, KeyUtils};
 use jsonwebtoken::errors::{Error, ErrorKind, Result};
 use jsonwebtoken::signature::{self, Signer, Verifier};
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, DecodingKeyKind, EncodingKey};
+use ring::hmac;
 use ring::rand::SystemRandom;
 use ring::signature as sig;
-use ring::hmac;
 
 /// The provider: signers (for tests and hosts that mint tokens) and
 /// verifiers for HS*, RS*, PS*, ES256/384 and EdDSA.
