@@ -89,6 +89,11 @@ fn main() -> ExitCode {
         "wshub demo on http://{}/  (WebSocket endpoint /ws?user_id=NAME)",
         hub.local_addr()
     );
+    if hub.config().auth.effective_mode() == wshub::config::AuthMode::Query {
+        println!(
+            "note: identities are unauthenticated (auth.mode: query): any client may claim any user_id"
+        );
+    }
 
     let mut senders = Senders::default();
     let result = (|| -> std::io::Result<()> {
