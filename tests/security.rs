@@ -287,7 +287,11 @@ fn hub_assigned_client_ids_are_unguessable() {
     }
     assert_ne!(ids[0], ids[1]);
     for id in &ids {
-        assert!(id.len() >= 20 && !id.starts_with('c'), "{id}");
+        // 24 hex digits of keyed hash and counter, not `c<N>`.
+        assert!(
+            id.len() == 24 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{id}"
+        );
     }
     hub.stop();
 }
