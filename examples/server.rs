@@ -136,6 +136,11 @@ fn main() -> ExitCode {
     if let Some(addr) = hub.tls_local_addr() {
         println!("wshub demo over TLS on https://{addr}/  (wss:// endpoint /ws?user_id=NAME)");
     }
+    if hub.config().auth.effective_mode() == wshub::config::AuthMode::Query {
+        println!(
+            "note: identities are unauthenticated (auth.mode: query): any client may claim any user_id"
+        );
+    }
     let mut stamp = tls_stamp(hub.config());
     let mut checked = Instant::now();
 

@@ -71,6 +71,12 @@ pub enum BuildError {
     Config(crate::config::ConfigError),
     /// The `tls` files could not be loaded (the error names the file).
     Tls(crate::TlsError),
+    /// Query-string identities (the default `auth`) on an address other
+    /// than loopback: anyone who can reach it could claim any user.
+    UnsafeAuth {
+        /// The address the hub would listen on.
+        addr: std::net::SocketAddr,
+    },
 }
 
 impl fmt::Display for BuildError {
@@ -79,6 +85,12 @@ impl fmt::Display for BuildError {
             BuildError::Io(e) => write!(f, "cannot start hub: {e}"),
             BuildError::Config(e) => write!(f, "invalid hub config: {e}"),
             BuildError::Tls(e) => write!(f, "cannot start hub: {e}"),
+            BuildError::UnsafeAuth { addr } => write!(
+                f,
+                "refusing to listen on {addr} with unauthenticated query-string identities: \
+                 set `auth.mode: jwt` (with `auth.jwt.secret` or `auth.jwt.public_key_file`), \
+                 or say `auth.mode: query` explicitly for a trusted network"
+            ),
         }
     }
 }
@@ -89,6 +101,7 @@ impl std::error::Error for BuildError {
             BuildError::Io(e) => Some(e),
             BuildError::Config(e) => Some(e),
             BuildError::Tls(e) => Some(e),
+            BuildError::UnsafeAuth { .. } => None,
         }
     }
 }

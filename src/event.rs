@@ -52,6 +52,11 @@ pub enum DisconnectReason {
     Replaced,
     /// The hub is shutting down.
     Shutdown,
+    /// The connection's token expired (closed with 4001).
+    TokenExpired,
+    /// The hub's buffered-bytes budget ran out and this connection held the
+    /// most (closed with 1008).
+    MemoryLimit,
 }
 
 impl DisconnectReason {
@@ -70,6 +75,8 @@ impl DisconnectReason {
             DisconnectReason::Kicked => "kicked",
             DisconnectReason::Replaced => "replaced",
             DisconnectReason::Shutdown => "shutdown",
+            DisconnectReason::TokenExpired => "token_expired",
+            DisconnectReason::MemoryLimit => "memory_limit",
         }
     }
 }

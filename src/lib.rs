@@ -86,8 +86,8 @@ pub mod __private {
     /// HTTP upgrade.
     pub mod ws {
         pub use crate::ws::http::{
-            HandshakeError, HttpError, parse_request, percent_decode, websocket_accept,
-            write_error, write_response, write_switching_protocols,
+            HandshakeError, HttpError, head_worth_parsing, parse_request, percent_decode,
+            websocket_accept, write_error, write_response, write_switching_protocols,
         };
         pub use crate::ws::{
             CloseFrame, Decoder, Feed, Frame, Limits, OpCode, ProtocolError, apply_mask,
@@ -108,6 +108,7 @@ pub mod __private {
             timer::{TimerKey, TimerWheel},
         };
     }
+    pub use crate::util::escape::Esc;
 }
 
 /// The README's examples, compiled and run as doctests.

@@ -138,4 +138,21 @@ pub struct Stats {
     pub group_sends: u64,
     /// Joins and leaves refused: by the group policy, a limit or a bad name.
     pub group_refusals: u64,
+    /// Upgrades refused by the authenticator (401 and the like).
+    pub auth_failures: u64,
+    /// Upgrades refused for an `Origin` not in `allowed_origins` (403).
+    pub origin_rejected: u64,
+    /// Connections refused by `max_connections_per_ip` (503).
+    pub per_ip_rejected: u64,
+    /// Health or metrics requests refused on the public port (403).
+    pub admin_forbidden: u64,
+    /// Connections closed (1008) because the hub's buffered bytes passed
+    /// `max_buffered_bytes` and they held the most.
+    pub buffer_evictions: u64,
+    /// Connections closed (4001) because their token expired.
+    pub tokens_expired: u64,
+    /// Client messages refused for a type only the hub may send.
+    pub reserved_types: u64,
+    /// Bytes held now in partial HTTP heads, frames and messages.
+    pub buffered_bytes: u64,
 }

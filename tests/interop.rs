@@ -280,16 +280,18 @@ fn demo_in_chromium(test: &str, args: &[&str], scheme: &str, shot_name: &str) {
     let shot = artifacts.join(format!("{shot_name}.png"));
     let _ = std::fs::remove_file(&shot);
 
-    let mut server = Command::new(&server_bin)
-        .args(["--addr", "127.0.0.1:0"])
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("demo server starts");
-    let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
+    let mut server = Reap(
+        Command::new(&server_bin)
+            .args(["--addr", "127.0.0.1:0"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("demo server starts"),
+    );
+    let mut lines = BufReader::new(server.0.stdout.take().unwrap()).lines();
     // The banner: the http:// line, then the https:// one with TLS.
-    let url = (0..2)
+    let url = (0..3)
         .map_while(|_| lines.next()?.ok())
         .find_map(|line| {
             let url = line.split_whitespace().find(|w| w.starts_with(scheme));
@@ -309,8 +311,7 @@ fn demo_in_chromium(test: &str, args: &[&str], scheme: &str, shot_name: &str) {
         .spawn()
         .expect("node starts");
     let (ok, output) = finish(browser, Duration::from_secs(90));
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(server);
     let log = log.join().unwrap();
     assert!(
         ok,
@@ -335,5 +336,16 @@ fn demo_in_chromium(test: &str, args: &[&str], scheme: &str, shot_name: &str) {
             "{} is no PNG",
             path.display()
         );
+    }
+}
+
+/// A child process killed when the test ends, even by a panic: a leftover
+/// server would outlive the test run (and hold its output pipe open).
+struct Reap(std::process::Child);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }

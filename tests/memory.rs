@@ -92,6 +92,7 @@ fn idle_heap() -> (Breakdown, i64) {
     let mut config = HubConfig::default();
     config.listen = "127.0.0.1:0".parse().unwrap();
     config.max_connections = IDLE + 16;
+    config.max_connections_per_ip = 0;
     config.max_connections_per_user = IDLE;
     let mut hub = DefaultHub::bind(config).unwrap();
     let opened = Arc::new(AtomicUsize::new(0));

@@ -34,6 +34,8 @@ fn config(ca: &TestCa, max: usize) -> HubConfig {
     c.tls = Some(TlsConfig::new(cert, key));
     c.tls_listen = "127.0.0.1:0".parse().unwrap();
     c.max_connections = max + 16;
+    // Every client connects from 127.0.0.1.
+    c.max_connections_per_ip = 0;
     c.max_connections_per_user = max;
     c
 }

@@ -93,6 +93,7 @@ fn serve_wshub(broadcast: bool) -> std::io::Result<()> {
     let mut config = HubConfig::default();
     config.listen = "127.0.0.1:0".parse().unwrap();
     config.max_connections = 11_000;
+    config.max_connections_per_ip = 0;
     config.max_message_size = 64 * 1024;
     let mut hub = Hub::<64, 512>::bind(config).map_err(std::io::Error::other)?;
     hub.set_json_protocol(false);

@@ -2,6 +2,10 @@
 //! first bytes of a loopback connection (then a FIN), and the hub, driven on
 //! this thread, must answer with a well-formed HTTP status line (or nothing,
 //! for an incomplete head), close, and keep no connection behind.
+//!
+//! The first byte picks the hub: odd for one in `auth.mode: jwt` (so the
+//! token path, `?token=` and `Authorization: Bearer`, sits behind every
+//! upgrade), even for the query-string default.
 #![no_main]
 
 use std::cell::RefCell;
@@ -17,21 +21,33 @@ const STATUSES: &[&[u8]] = &[
     b"101", b"200", b"400", b"401", b"403", b"404", b"405", b"426", b"431", b"503",
 ];
 
+fn hub(jwt: bool) -> (DefaultHub, SocketAddr) {
+    let mut config = HubConfig::default();
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.max_message_size = 4096;
+    config.handshake_timeout = Duration::from_secs(2);
+    if jwt {
+        config.auth.mode = Some(wshub::config::AuthMode::Jwt);
+        config.auth.jwt.secret = Some("fuzz-secret-fuzz-secret-fuzz-secret!".into());
+        config.auth.jwt.audience = Some("fuzz".into());
+    }
+    let mut hub = DefaultHub::bind(config).expect("hub binds");
+    hub.add_page("/", "text/html", &b"<p>demo</p>"[..]);
+    let addr = hub.local_addr();
+    (hub, addr)
+}
+
 thread_local! {
-    static HUB: RefCell<(DefaultHub, SocketAddr)> = RefCell::new({
-        let mut config = HubConfig::default();
-        config.listen = "127.0.0.1:0".parse().unwrap();
-        config.max_message_size = 4096;
-        config.handshake_timeout = Duration::from_secs(2);
-        let mut hub = DefaultHub::bind(config).expect("hub binds");
-        hub.add_page("/", "text/html", &b"<p>demo</p>"[..]);
-        let addr = hub.local_addr();
-        (hub, addr)
-    });
+    static QUERY_HUB: RefCell<(DefaultHub, SocketAddr)> = RefCell::new(hub(false));
+    static JWT_HUB: RefCell<(DefaultHub, SocketAddr)> = RefCell::new(hub(true));
 }
 
 fuzz_target!(|data: &[u8]| {
-    HUB.with(|cell| {
+    let Some((&pick, data)) = data.split_first() else {
+        return;
+    };
+    let which = if pick & 1 == 1 { &JWT_HUB } else { &QUERY_HUB };
+    which.with(|cell| {
         let (hub, addr) = &mut *cell.borrow_mut();
         let mut client = TcpStream::connect(*addr).expect("loopback connect");
         // Small inputs fit the socket buffers; larger ones are cut (the hub

@@ -113,6 +113,14 @@ pub enum ConfigError {
     },
     /// The retry settings are incoherent.
     Retry(PolicyError),
+    /// The `auth:` section is incomplete or inconsistent, or its key file
+    /// cannot be used.
+    Auth {
+        /// The key, relative to `wsc` (`auth.jwt.secret`, ...).
+        key: &'static str,
+        /// What is wrong and what to set.
+        message: String,
+    },
 }
 
 impl fmt::Display for ConfigError {
@@ -179,6 +187,7 @@ impl fmt::Display for ConfigError {
                 human(*heartbeat_interval),
             ),
             ConfigError::Retry(e) => e.fmt(f),
+            ConfigError::Auth { key, message } => write!(f, "`{key}`: {message}"),
         }
     }
 }

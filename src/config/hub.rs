@@ -12,6 +12,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::TlsConfig;
+use super::security::AuthConfig;
 use super::values;
 use crate::retry::RetryPolicy;
 
@@ -222,6 +223,33 @@ pub struct HubConfig {
     /// and metrics). Default: 127.0.0.1:8443.
     #[serde(deserialize_with = "values::socket_addr")]
     pub tls_listen: SocketAddr,
+    /// Who a connection is: `auth: {mode: jwt, jwt: {...}}` or
+    /// `auth: {mode: query}`. Default: query-string identities, refused by
+    /// `bind` on a non-loopback address (see [`AuthConfig`]).
+    pub auth: AuthConfig,
+    /// Origins a browser may upgrade from (`https://app.example.com`,
+    /// compared without case); a request with another `Origin` gets 403.
+    /// Empty (the default): any origin. Clients that send no `Origin`
+    /// (non-browsers) are not affected.
+    pub allowed_origins: Vec<String>,
+    /// A second listener (`HOST:PORT`, same loop) for the health and metrics
+    /// endpoints; the public port then answers 404 for them. Without it
+    /// (the default) they are served on the public port to loopback peers
+    /// only (403 otherwise).
+    #[serde(deserialize_with = "values::optional_socket_addr")]
+    pub admin_listen: Option<SocketAddr>,
+    /// Connections (handshaking or open) one IP address may hold; more get
+    /// 503. 0 disables the check. Default: 256.
+    pub max_connections_per_ip: usize,
+    /// Bytes the hub may hold across all connections in partial HTTP heads,
+    /// partial frames and partial messages (a size: `64MiB`). Past it the
+    /// connection holding the most is closed (1008) and counted.
+    ///
+    /// Default (`null`): 4 KiB per allowed connection, and at least sixteen
+    /// maximum-size messages, so that a full hub of slow but honest clients
+    /// fits while a trickle attack cannot grow memory without bound.
+    #[serde(deserialize_with = "values::optional_size")]
+    pub max_buffered_bytes: Option<usize>,
 }
 
 impl Default for HubConfig {
@@ -258,6 +286,27 @@ impl Default for HubConfig {
             health: HealthConfig::default(),
             tls: None,
             tls_listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            auth: AuthConfig::default(),
+            allowed_origins: Vec::new(),
+            admin_listen: None,
+            max_connections_per_ip: 256,
+            max_buffered_bytes: None,
         }
+    }
+}
+
+impl HubConfig {
+    /// The buffered-bytes budget in force: `max_buffered_bytes`, or its
+    /// default sized from `max_connections` and `max_message_size`.
+    ///
+    /// ```
+    /// let cfg = wshub::HubConfig::default();
+    /// assert_eq!(cfg.buffered_budget(), 10_000 * 4096);
+    /// ```
+    pub fn buffered_budget(&self) -> usize {
+        self.max_buffered_bytes.unwrap_or_else(|| {
+            let per_conn = self.max_connections.saturating_mul(4096);
+            per_conn.max(self.max_message_size.saturating_mul(16))
+        })
     }
 }

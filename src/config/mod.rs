@@ -49,6 +49,18 @@
 //!     failure_stats_path: /health/failure-stats
 //!     retry_config_path: /health/retry-config
 //!     metrics_path: /metrics
+//!   auth:                        # absent: query-string identities, loopback only
+//!     mode: jwt                  # jwt | query (query: go-wsc's ?user_id=, trusted networks)
+//!     jwt:
+//!       secret: change-me-to-32-or-more-bytes  # HS256/384/512; or:
+//!       public_key_file: null    # PEM for RS*/PS*/ES256/ES384/EdDSA
+//!       issuer: null             # required `iss` when set
+//!       audience: null           # required in `aud` when set
+//!       leeway: 0s               # clock skew for exp/nbf, at most 10m
+//!   allowed_origins: []          # browser Origins allowed to upgrade; empty: any
+//!   admin_listen: null           # HOST:PORT for /health/* and /metrics; null: public port, loopback peers only
+//!   max_connections_per_ip: 256  # 0: no limit
+//!   max_buffered_bytes: null     # partial heads/frames/messages, hub-wide; null: 4KiB x max_connections
 //! ```
 //!
 //! Every duration is at most [`MAX_DURATION`] (365 days), so no deadline
@@ -71,6 +83,7 @@
 //! | file | what it holds |
 //! |---|---|
 //! | `hub.rs` | [`HubConfig`] and [`HealthConfig`]: the keys, their docs and defaults |
+//! | `security.rs` | [`AuthConfig`]: the `auth:` section |
 //! | `retry_keys.rs` | the retry policy's keys and their defaulting rules |
 //! | `values.rs` | how durations, byte sizes and addresses are spelled |
 //! | `file.rs` | [`ConfigFormat`] and reading a file's `wsc:` section |
@@ -82,6 +95,7 @@ mod error;
 mod file;
 mod hub;
 mod retry_keys;
+mod security;
 mod tls;
 mod validate;
 mod values;
@@ -90,6 +104,7 @@ mod view;
 pub use error::ConfigError;
 pub use file::ConfigFormat;
 pub use hub::{HealthConfig, HubConfig};
+pub use security::{AuthConfig, AuthMode, JwtConfig, MAX_LEEWAY};
 pub use tls::TlsConfig;
 pub use view::RetryConfigView;
 

@@ -1,7 +1,7 @@
 //! [`HubConfig::validate`]: the checks a configuration must pass, whether
 //! read from a file or built in code.
 
-use super::{ConfigError, HubConfig};
+use super::{AuthMode, ConfigError, HubConfig, MAX_LEEWAY};
 use crate::retry::MAX_DURATION;
 
 /// The most `require_ack` messages one connection may have in flight: the
@@ -31,7 +31,45 @@ impl HubConfig {
         self.check_durations()?;
         self.check_counts()?;
         self.check_frame_size()?;
-        self.check_paths()
+        self.check_paths()?;
+        self.check_auth()
+    }
+
+    fn check_auth(&self) -> Result<(), ConfigError> {
+        let jwt = &self.auth.jwt;
+        let err = |key, message: &str| {
+            Err(ConfigError::Auth {
+                key,
+                message: message.to_owned(),
+            })
+        };
+        if jwt.leeway > MAX_LEEWAY {
+            return err("auth.jwt.leeway", "must be at most 10m");
+        }
+        if self.max_buffered_bytes == Some(0) {
+            return Err(ConfigError::Zero {
+                key: "max_buffered_bytes",
+            });
+        }
+        if self.auth.effective_mode() != AuthMode::Jwt {
+            return Ok(());
+        }
+        match (&jwt.secret, &jwt.public_key_file) {
+            (None, None) => err(
+                "auth.jwt",
+                "mode jwt needs `secret` (HS256/384/512) or `public_key_file` (RS*, PS*, ES*, EdDSA)",
+            ),
+            (Some(_), Some(_)) => err(
+                "auth.jwt",
+                "set one of `secret` and `public_key_file`, not both",
+            ),
+            // RFC 7518 3.2: a key at least as long as the hash output.
+            (Some(s), None) if s.len() < 32 => err(
+                "auth.jwt.secret",
+                "must be at least 32 bytes (RFC 7518 3.2); use a random string",
+            ),
+            _ => Ok(()),
+        }
     }
 
     fn check_durations(&self) -> Result<(), ConfigError> {

@@ -106,6 +106,15 @@ pub(super) fn socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr,
     d.deserialize_str(V)
 }
 
+/// [`socket_addr`], or `null` for none.
+pub(super) fn optional_socket_addr<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<SocketAddr>, D::Error> {
+    #[derive(Deserialize)]
+    struct Present(#[serde(deserialize_with = "socket_addr")] SocketAddr);
+    Ok(Option::<Present>::deserialize(d)?.map(|v| v.0))
+}
+
 /// Parses a humantime duration, rejecting negative ones by name.
 pub(super) fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();

@@ -47,6 +47,8 @@ pub(crate) struct ConnTimers {
     pub idle: Option<TimerKey>,
     /// Next server ping.
     pub heartbeat: Option<TimerKey>,
+    /// The close when the connection's token expires.
+    pub expiry: Option<TimerKey>,
     /// `send_timeout` check of the oldest queued frame.
     pub send: Option<TimerKey>,
 }
@@ -72,6 +74,14 @@ pub(crate) struct Conn<const Q: usize> {
     pub write_interest: bool,
     /// We stopped reading before WouldBlock (fairness): listed for another turn.
     pub read_pending: bool,
+    /// The peer's address, for `max_connections_per_ip` and the loopback
+    /// check of the health endpoints.
+    pub peer: std::net::IpAddr,
+    /// Accepted on the admin listener: health and metrics only.
+    pub admin: bool,
+    /// Bytes held in partial input at the last count (see the hub's
+    /// buffered-bytes budget).
+    pub held: usize,
 }
 
 impl<const Q: usize> Conn<Q> {

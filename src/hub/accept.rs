@@ -7,7 +7,7 @@ use std::time::Duration;
 use mio::net::TcpStream;
 use mio::{Interest, Token};
 
-use super::{Hub, TimerEvent};
+use super::{Hub, Listener, TimerEvent};
 use crate::conn::outbox::Outbox;
 use crate::conn::transport::TlsSession;
 use crate::conn::{Conn, ConnTimers, Phase};
@@ -19,24 +19,25 @@ use crate::ws::{Decoder, Limits};
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
 impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
-    /// Accepts on both listeners (after an accept pause, say).
+    /// Accepts on every listener (after an accept pause, say).
     pub(super) fn accept_all(&mut self) {
-        self.accept(false);
-        self.accept(true);
+        self.accept(Listener::Public);
+        self.accept(Listener::Tls);
+        self.accept(Listener::Admin);
     }
 
-    /// Accepts what waits on the plain listener, or on the `wss://` one.
-    pub(super) fn accept(&mut self, tls: bool) {
+    /// Accepts what waits on one listener.
+    pub(super) fn accept(&mut self, which: Listener) {
         while !self.accept_paused {
-            let Some(listener) = self.listener_for(tls) else {
+            let Some(listener) = self.listener_for(which) else {
                 return;
             };
             match listener.accept() {
                 Ok((stream, peer)) => {
-                    let Ok(session) = self.tls_session(tls) else {
+                    let Ok(session) = self.tls_session(which == Listener::Tls) else {
                         continue;
                     };
-                    self.admit(stream, peer, session);
+                    self.admit(stream, peer, session, which == Listener::Admin);
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
@@ -61,6 +62,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
         mut stream: TcpStream,
         peer: SocketAddr,
         tls: Option<TlsSession>,
+        admin: bool,
     ) {
         self.stats.accepted += 1;
         if self.net.conns.len() >= super::slot_limit(self.config.max_connections) {
@@ -71,12 +73,18 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
             }
             // Not even room to read the request: answer blind and drop.
             self.stats.refused_full += 1;
-            let _ = stream.read(&mut self.scratch);
-            let mut resp = Vec::new();
-            http::write_error(&mut resp, 503, "hub is full");
-            let _ = stream.write(&resp);
-            let _ = stream.shutdown(std::net::Shutdown::Write);
+            refuse_blind(&mut stream, &mut self.scratch, "hub is full");
             log::debug!("refused {peer}: no free slot");
+            return;
+        }
+        if !admin && !self.per_ip.admit(peer.ip()) {
+            self.stats.per_ip_rejected += 1;
+            refuse_blind(
+                &mut stream,
+                &mut self.scratch,
+                "too many connections from this address",
+            );
+            log::debug!("refused {peer}: max_connections_per_ip");
             return;
         }
         let _ = stream.set_nodelay(true);
@@ -91,6 +99,9 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
             .register(&mut stream, Token(key), Interest::READABLE)
         {
             log::warn!("cannot register {peer}: {e}");
+            if !admin {
+                self.per_ip.release(peer.ip());
+            }
             return;
         }
         self.next_generation = self.next_generation.wrapping_add(1);
@@ -123,7 +134,19 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
             write_blocked: false,
             write_interest: false,
             read_pending: false,
+            peer: peer.ip(),
+            admin,
+            held: 0,
         });
         log::trace!("{id} accepted from {peer}");
     }
+}
+
+/// Answers 503 without taking a slot, and drops the connection.
+fn refuse_blind(stream: &mut TcpStream, scratch: &mut [u8], why: &str) {
+    let _ = stream.read(scratch);
+    let mut resp = Vec::new();
+    http::write_error(&mut resp, 503, why);
+    let _ = stream.write(&resp);
+    let _ = stream.shutdown(std::net::Shutdown::Write);
 }

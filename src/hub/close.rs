@@ -147,7 +147,12 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
         }
         let mut conn = self.net.conns.remove(key);
         let _ = self.poll.registry().deregister(&mut conn.stream);
-        for t in [conn.timers.phase, conn.timers.idle, conn.timers.heartbeat]
+        if !conn.admin {
+            self.per_ip.release(conn.peer);
+        }
+        self.buffered -= conn.held;
+        let timers = &conn.timers;
+        for t in [timers.phase, timers.idle, timers.heartbeat, timers.expiry]
             .into_iter()
             .flatten()
         {

@@ -108,11 +108,33 @@ impl<const Q: usize> Inbound<'_, Q> {
             Ok(msg) if msg.message_type == kind::JOIN || msg.message_type == kind::LEAVE => {
                 self.group_request(&msg)
             }
-            Ok(msg) => self.message(identity, msg),
-            Err(e) => {
-                self.stats.invalid_messages += 1;
-                self.invalid(&e.to_string());
+            Ok(msg) if kind::is_reserved(&msg.message_type) => {
+                // Only the hub speaks these: relayed, a forged `kick_out`
+                // or `error` would look like the hub's own to its receiver.
+                self.stats.reserved_types += 1;
+                let detail = format!(
+                    "message_type {:?} is reserved for the hub",
+                    msg.message_type
+                );
+                self.invalid(detail);
             }
+            Ok(msg) => self.message(identity, msg),
+            Err(e) => self.invalid(e.to_string()),
+        }
+    }
+
+    /// Answers an invalid message with a `validation` error; nothing is
+    /// relayed and the connection stays open.
+    fn invalid(&mut self, detail: String) {
+        self.stats.invalid_messages += 1;
+        let notice = Message::notice(
+            kind::ERROR,
+            serde_json::json!({"reason": "validation", "detail": detail}),
+        );
+        if let Ok(p) = Payload::json(&notice)
+            && p.len() <= self.config.max_message_size
+        {
+            self.control(p);
         }
     }
 
@@ -124,15 +146,15 @@ impl<const Q: usize> Inbound<'_, Q> {
         let m = match ClientMessage::parse(text) {
             Ok(m) if !m.is_control() => m,
             Err(Unrelayable::NoReceiver) => {
-                self.stats.invalid_messages += 1;
-                self.invalid("receiver is required");
+                self.invalid("receiver is required".to_owned());
                 return true;
             }
             _ => return false,
         };
-        if kind::is_hub_only(&m.message_type) {
-            self.stats.invalid_messages += 1;
-            self.invalid("this message_type is the hub's own");
+        if kind::is_reserved(&m.message_type) {
+            self.stats.reserved_types += 1;
+            let detail = format!("message_type {:?} is reserved for the hub", m.message_type);
+            self.invalid(detail);
             return true;
         }
         self.stats.messages_in += 1;
@@ -141,19 +163,6 @@ impl<const Q: usize> Inbound<'_, Q> {
             relay.push(self.conn, identity, &m, trust);
         }
         true
-    }
-
-    /// Answers an invalid message with a `validation` error.
-    fn invalid(&mut self, detail: &str) {
-        let notice = Message::notice(
-            kind::ERROR,
-            serde_json::json!({"reason": "validation", "detail": detail}),
-        );
-        if let Ok(p) = Payload::json(&notice)
-            && p.len() <= self.config.max_message_size
-        {
-            self.control(p);
-        }
     }
 
     /// An application message: stamped by the hub, handed to the host.
@@ -168,9 +177,10 @@ impl<const Q: usize> Inbound<'_, Q> {
         }
         msg.sender = identity.user_id.to_string();
         msg.sender_type = identity.user_type.to_string();
-        if msg.create_at.is_empty() {
-            msg.create_at = crate::message::rfc3339_now();
-        }
+        // The hub's to say: a client's `source: "offline"` or back-dated
+        // `create_at` would pass for the hub's own on the way out.
+        msg.create_at = crate::message::rfc3339_now();
+        msg.source.clear();
         self.stats.messages_in += 1;
         self.events.push_back(HubEvent::Message {
             conn: self.conn,
@@ -184,7 +194,7 @@ impl<const Q: usize> Inbound<'_, Q> {
     fn group_request(&mut self, msg: &Message) {
         let Some(group) = super::groups::requested_group(msg) else {
             self.stats.invalid_messages += 1;
-            return self.invalid("a join or leave needs data.group");
+            return self.invalid("a join or leave needs data.group".to_owned());
         };
         let action = if msg.message_type == kind::JOIN {
             crate::group::GroupAction::Join

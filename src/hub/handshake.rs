@@ -1,12 +1,14 @@
 //! The HTTP phase: the request head, pages and health endpoints, and the
 //! WebSocket upgrade (limits, authentication, replacement of a device).
 
-use super::{CLOSE_LINGER, Hub, Lifecycle, MAX_HEAD, TimerEvent};
+use super::{CLOSE_LINGER, Hub, Lifecycle, MAX_HEAD, TimerEvent, guard};
 use crate::auth::Identity;
 use crate::conn::Phase;
 use crate::conn::outbox::CloseWhen;
+use crate::delivery::ids::IdBuf;
 use crate::event::{DisconnectReason, HubEvent};
 use crate::message::Payload;
+use crate::util::escape::Esc;
 use crate::ws::http::{self, Request};
 
 /// Content type of the hub's plain-text answers.
@@ -43,13 +45,33 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
             self.respond(key, 405, TEXT, body);
             return;
         }
+        if self.net.conns[key].admin {
+            // The admin port serves the health endpoints only.
+            if let Some((ct, body)) = self.health_response(&req.path) {
+                self.respond(key, 200, ct, body.as_bytes());
+            } else {
+                self.respond(key, 404, TEXT, b"not found");
+            }
+            return;
+        }
         if let Some(page) = self.pages.iter().find(|p| p.path == req.path) {
             let (ct, body) = (page.content_type, page.body.clone());
             self.respond(key, 200, ct, &body);
             return;
         }
-        if let Some((ct, body)) = self.health_response(&req.path) {
-            self.respond(key, 200, ct, body.as_bytes());
+        if self.is_health_path(&req.path) {
+            match self.admin_gate(key) {
+                Some(404) => self.respond(key, 404, TEXT, b"not found"),
+                Some(status) => {
+                    let body =
+                        b"health and metrics are served to loopback peers only (see admin_listen)";
+                    self.respond(key, status, TEXT, body);
+                }
+                None => match self.health_response(&req.path) {
+                    Some((ct, body)) => self.respond(key, 200, ct, body.as_bytes()),
+                    None => self.respond(key, 404, TEXT, b"not found"),
+                },
+            }
             return;
         }
         self.respond(key, 404, TEXT, b"not found");
@@ -61,8 +83,9 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
             Err((status, why)) => {
                 self.stats.rejected += 1;
                 log::debug!(
-                    "{}: upgrade refused: {status} {why}",
-                    self.net.conns[key].id
+                    "{}: upgrade refused: {status} {}",
+                    self.net.conns[key].id,
+                    Esc(&why)
                 );
                 self.respond(key, status, TEXT, why.as_bytes());
                 return;
@@ -110,8 +133,14 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
         req: &Request,
     ) -> Result<(String, Identity), (u16, String)> {
         let refuse = |status: u16, why: &str| Err((status, why.to_owned()));
-        if self.config.ws_path != "*" && req.path != self.config.ws_path {
+        if self.net.conns[key].admin
+            || self.config.ws_path != "*" && req.path != self.config.ws_path
+        {
             return refuse(404, "no WebSocket endpoint at this path");
+        }
+        if !guard::origin_allowed(&self.config, req) {
+            self.stats.origin_rejected += 1;
+            return refuse(403, "origin not allowed");
         }
         let accept = http::websocket_accept(req).map_err(|e| (e.status(), e.to_string()))?;
         if self.lifecycle != Lifecycle::Running {
@@ -121,13 +150,17 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
             return refuse(503, "hub is full");
         }
         let cert = crate::conn::transport::peer_certificate(&self.net.conns[key]);
-        let mut identity = self
-            .auth
-            .authenticate_with_cert(req, cert)
-            .map_err(|r| (r.status, r.message))?;
+        let mut identity = match self.auth.authenticate_with_cert(req, cert) {
+            Ok(identity) => identity,
+            Err(r) => {
+                self.stats.auth_failures += 1;
+                return Err((r.status, r.message));
+            }
+        };
         if identity.client_id.is_empty() {
-            let id = self.net.conns[key].id;
-            identity.client_id = format!("c{}", id.generation).into();
+            // Unguessable, so no one can aim at (replace, kick) a device
+            // whose id the hub chose.
+            identity.client_id = IdBuf::next().as_str().into();
         }
         let replaced = self
             .net
@@ -167,12 +200,13 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
         self.stats.upgraded += 1;
         log::debug!(
             "{id} open: user {} client {}",
-            identity.user_id,
-            identity.client_id
+            Esc(&identity.user_id),
+            Esc(&identity.client_id)
         );
         let user = identity.user_id.clone();
         self.events
             .push_back(HubEvent::Connected { conn: id, identity });
+        self.arm_expiry(key);
         self.engine.conn_opened(id);
         self.engine
             .user_connected(self.net.now, &user, &mut self.net);

@@ -10,6 +10,15 @@ const JSON: &str = "application/json";
 const PROMETHEUS: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
+    /// Whether `path` is one of the enabled health or metrics paths.
+    pub(super) fn is_health_path(&self, path: &str) -> bool {
+        let h = &self.config.health;
+        h.enabled
+            && (path == h.failure_stats_path
+                || path == h.retry_config_path
+                || path == h.metrics_path)
+    }
+
     /// The body for a health path, if `path` is one and they are enabled.
     pub(super) fn health_response(&self, path: &str) -> Option<(&'static str, String)> {
         let health = &self.config.health;

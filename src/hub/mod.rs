@@ -10,6 +10,7 @@ mod close;
 mod deliver;
 mod frames;
 mod groups;
+mod guard;
 mod handshake;
 mod health;
 mod net;
@@ -31,7 +32,7 @@ use crossbeam_channel::Receiver;
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use crate::auth::{Authenticator, Identity, QueryAuthenticator};
+use crate::auth::{Authenticator, Identity};
 use crate::config::HubConfig;
 use crate::conn::Conn;
 use crate::delivery::{Engine, EngineConfig};
@@ -53,6 +54,7 @@ pub const DEFAULT_WHEEL: usize = 512;
 const LISTENER: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX - 2);
 const TLS_LISTENER: Token = Token(usize::MAX - 3);
+const ADMIN: Token = Token(usize::MAX - 4);
 /// The hub-wide read buffer: every connection reads into it in turn.
 const SCRATCH: usize = 64 * 1024;
 /// Bytes one connection may read in one turn before others get theirs.
@@ -86,6 +88,8 @@ pub(crate) enum TimerEvent {
     Heartbeat(ConnId),
     /// `send_timeout` check of a connection's oldest queued frame.
     SendTimeout(ConnId),
+    /// The connection's token expires.
+    Expiry(ConnId),
     /// Accepting failed (out of descriptors); try again.
     AcceptRetry,
     /// The shutdown deadline passed: drop whoever is left.
@@ -130,6 +134,14 @@ pub struct Hub<const QUEUE: usize = DEFAULT_QUEUE, const WHEEL: usize = DEFAULT_
     /// The `wss://` listener, when `tls` is configured.
     #[cfg(feature = "tls")]
     tls: Option<tls::TlsListener>,
+    /// The `admin_listen` listener: health and metrics only.
+    admin_listener: Option<TcpListener>,
+    /// Connections per peer address (`max_connections_per_ip`).
+    per_ip: guard::PerIp,
+    /// Bytes held in partial heads, frames and messages, hub-wide.
+    buffered: usize,
+    /// `max_buffered_bytes` in force.
+    buffered_budget: usize,
     commands: Receiver<Command>,
     handle: HubHandle,
     shutdown_requested: Arc<AtomicBool>,
@@ -213,9 +225,19 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
         listener.set_nonblocking(true)?;
         let mut listener = TcpListener::from_std(listener);
         let local_addr = listener.local_addr()?;
+        let auth = guard::authenticator(&config, local_addr)?;
         let poll = Poll::new()?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let admin_listener = match config.admin_listen {
+            Some(addr) => {
+                let mut admin = TcpListener::bind(addr)?;
+                poll.registry()
+                    .register(&mut admin, ADMIN, Interest::READABLE)?;
+                Some(admin)
+            }
+            None => None,
+        };
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         #[cfg(feature = "tls")]
         let tls = match &config.tls {
@@ -250,12 +272,16 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
             local_addr,
             #[cfg(feature = "tls")]
             tls,
+            admin_listener,
+            per_ip: guard::PerIp::new(config.max_connections_per_ip, slots),
+            buffered: 0,
+            buffered_budget: config.buffered_budget(),
             commands,
             handle,
             shutdown_requested,
             net: Conns::new(slots, max, config.send_timeout, now),
             engine,
-            auth: Box::new(QueryAuthenticator),
+            auth,
             pages: Vec::new(),
             scratch: vec![0; SCRATCH].into_boxed_slice(),
             events: VecDeque::with_capacity(64),
@@ -294,6 +320,14 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
     /// The address the hub listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The address of the `admin_listen` listener, when configured (with
+    /// port 0 in the config, the port the system chose).
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
     }
 
     /// The configuration in force (go-wsc's `GetConfig`).
@@ -369,6 +403,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
         let r = &self.net.registry;
         s.connections = r.connections() as u64;
         s.users = r.users() as u64;
+        s.buffered_bytes = self.buffered as u64;
         s.queued = r
             .keys()
             .filter_map(|k| self.net.conns.get(k))
@@ -408,8 +443,9 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
         let events = std::mem::replace(&mut self.mio_events, Events::with_capacity(0));
         for ev in events.iter() {
             match ev.token() {
-                LISTENER => self.accept(false),
-                TLS_LISTENER => self.accept(true),
+                LISTENER => self.accept(Listener::Public),
+                TLS_LISTENER => self.accept(Listener::Tls),
+                ADMIN => self.accept(Listener::Admin),
                 WAKER => {}
                 Token(key) => {
                     let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
@@ -482,7 +518,10 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
         }
         log::info!("hub shutting down: {} connections", self.net.conns.len());
         self.lifecycle = Lifecycle::Draining;
-        if let Some(mut l) = self.listener.take() {
+        for mut l in [self.listener.take(), self.admin_listener.take()]
+            .into_iter()
+            .flatten()
+        {
             let _ = self.poll.registry().deregister(&mut l);
         }
         self.close_tls_listener();
@@ -524,8 +563,12 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
         Err(crate::TlsError::NotCompiled)
     }
 
-    fn listener_for(&self, tls: bool) -> Option<&TcpListener> {
-        self.listener.as_ref().filter(|_| !tls)
+    fn listener_for(&self, which: Listener) -> Option<&TcpListener> {
+        match which {
+            Listener::Public => self.listener.as_ref(),
+            Listener::Tls => None,
+            Listener::Admin => self.admin_listener.as_ref(),
+        }
     }
 
     #[allow(clippy::unnecessary_wraps)]
@@ -537,6 +580,17 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
     }
 
     fn close_tls_listener(&mut self) {}
+}
+
+/// Which listener a new connection came through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Listener {
+    /// `listen`: plain `ws://`.
+    Public,
+    /// `tls_listen`: `wss://`.
+    Tls,
+    /// `admin_listen`: health and metrics only.
+    Admin,
 }
 
 /// ACK ids read from one connection's input, handed to the engine once the

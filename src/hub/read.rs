@@ -3,10 +3,11 @@
 
 use std::io::ErrorKind;
 
-use super::{Hub, READ_BUDGET};
+use super::{Hub, MAX_HEAD, READ_BUDGET};
 use crate::conn::Phase;
 use crate::conn::transport::{self, Input};
 use crate::event::DisconnectReason;
+use crate::ws::http;
 
 impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
     pub(super) fn conn_ready(&mut self, key: usize, readable: bool, writable: bool) {
@@ -22,21 +23,38 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
         }
     }
 
-    /// Gives connections that used up their read budget another turn.
+    /// Gives connections that used up their read budget, or were put off
+    /// by the event limit, another turn: round-robin.
+    ///
+    /// When the event limit stops the walk, the connections not reached
+    /// go first next turn, ahead of those read (and listed again) this
+    /// turn. Otherwise a flooder listed first would fill the events every
+    /// turn and the others behind it would never be read.
     pub(super) fn read_leftovers(&mut self) {
         // Two preallocated lists swap roles: `read_conn` may list a
         // connection again while this turn's list is walked, and neither
         // ever grows past the slot count (a connection is listed once).
         let spare = std::mem::take(&mut self.read_spare);
         let mut pending = std::mem::replace(&mut self.read_again, spare);
-        for &key in &pending {
+        let mut walked = 0;
+        while walked < pending.len() {
+            if self.events.len() >= self.event_limit {
+                break;
+            }
+            let key = pending[walked];
+            walked += 1;
             if let Some(conn) = self.net.conns.get_mut(key) {
                 conn.read_pending = false;
                 self.read_conn(key);
             }
         }
-        pending.clear();
-        self.read_spare = pending;
+        // Not reached (still marked pending) first, then those listed again.
+        pending.drain(..walked);
+        // A connection removed meanwhile left its key behind.
+        let conns = &self.net.conns;
+        pending.retain(|&k| conns.get(k).is_some_and(|c| c.read_pending));
+        pending.append(&mut self.read_again);
+        self.read_spare = std::mem::replace(&mut self.read_again, pending);
     }
 
     pub(super) fn read_conn(&mut self, key: usize) {
@@ -75,6 +93,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
                     }
                     if plain > 0 {
                         self.on_bytes(key, plain);
+                        self.account_buffered(key);
                     }
                     budget = budget.saturating_sub(plain.max(wire));
                     if budget == 0 {
@@ -104,8 +123,11 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
         let conn = &mut self.net.conns[key];
         match &mut conn.phase {
             Phase::Handshake { head } => {
+                let old_len = head.len();
                 head.extend_from_slice(&self.scratch[..n]);
-                self.on_request_bytes(key);
+                if http::head_worth_parsing(head, old_len, MAX_HEAD) {
+                    self.on_request_bytes(key);
+                }
             }
             Phase::Open => self.on_frames(key, n),
             Phase::Closing { .. } => {

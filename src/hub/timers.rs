@@ -72,6 +72,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
                     self.net.mark_dirty(id.index());
                 }
                 TimerEvent::SendTimeout(id) => self.on_send_timeout(id),
+                TimerEvent::Expiry(id) => self.on_token_expiry(id),
                 TimerEvent::AcceptRetry => {
                     self.accept_paused = false;
                     self.accept_all();

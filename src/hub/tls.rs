@@ -12,7 +12,7 @@ use mio::net::TcpListener;
 use mio::{Interest, Registry, Token};
 use rustls::{ServerConfig, ServerConnection};
 
-use super::Hub;
+use super::{Hub, Listener};
 use crate::config::TlsConfig;
 use crate::conn::transport::TlsSession;
 use crate::error::BuildError;
@@ -65,10 +65,11 @@ impl TlsListener {
 
 impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
     /// The plain listener, or the `wss://` one.
-    pub(super) fn listener_for(&self, tls: bool) -> Option<&TcpListener> {
-        match tls {
-            false => self.listener.as_ref(),
-            true => self.tls.as_ref()?.listener.as_ref(),
+    pub(super) fn listener_for(&self, which: Listener) -> Option<&TcpListener> {
+        match which {
+            Listener::Public => self.listener.as_ref(),
+            Listener::Tls => self.tls.as_ref()?.listener.as_ref(),
+            Listener::Admin => self.admin_listener.as_ref(),
         }
     }
 

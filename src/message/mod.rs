@@ -37,14 +37,6 @@ pub mod kind {
     /// Plain text chat message (go-wsc's default type).
     pub const TEXT: &str = "text";
 
-    /// Whether only the hub may send messages of this type (a client's is
-    /// refused with a `validation` error, never relayed).
-    pub(crate) fn is_hub_only(message_type: &str) -> bool {
-        matches!(
-            message_type,
-            PONG | KICK_OUT | ERROR | "send_result" | JOINED | LEFT
-        )
-    }
     /// A client asks to join the group `data.group` (if the host's group
     /// policy allows); the hub answers [`JOINED`] or an `error`.
     pub const JOIN: &str = "join";
@@ -55,6 +47,21 @@ pub mod kind {
     pub const JOINED: &str = "joined";
     /// The hub's answer to [`LEAVE`]: `data.group` names the group.
     pub const LEFT: &str = "left";
+    /// A delivery-result notice to the sender (the demo server's).
+    pub const SEND_RESULT: &str = "send_result";
+    /// Types only the hub may send: a client message of one of these is
+    /// refused with a `validation` error and relayed to no one.
+    pub const RESERVED: &[&str] = &[PONG, KICK_OUT, ERROR, SEND_RESULT, JOINED, LEFT];
+
+    /// Whether `message_type` is one only the hub may send.
+    ///
+    /// ```
+    /// assert!(wshub::message::kind::is_reserved("kick_out"));
+    /// assert!(!wshub::message::kind::is_reserved("text"));
+    /// ```
+    pub fn is_reserved(message_type: &str) -> bool {
+        RESERVED.contains(&message_type)
+    }
 }
 
 /// The [`Message::receiver_type`] of a message for a group:

@@ -2,5 +2,6 @@
 //! hashed timing wheel. Crate-private; benches and doctests reach them
 //! through `wshub::__private::util`.
 
+pub(crate) mod escape;
 pub(crate) mod queue;
 pub(crate) mod timer;

@@ -54,6 +54,9 @@ impl CloseCode {
     pub const EXTENSION: CloseCode = CloseCode(1010);
     /// 1011: the server met an unexpected condition.
     pub const ERROR: CloseCode = CloseCode(1011);
+    /// 4001 (application range): the connection's token expired; the
+    /// client should reconnect with a fresh one.
+    pub const TOKEN_EXPIRED: CloseCode = CloseCode(4001);
 
     /// A close code with this wire value.
     ///

@@ -513,3 +513,49 @@ fn files_by_extension() {
     ));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn the_trust_boundary_keys_read_as_the_issue_names_them() {
+    let cfg = yaml(
+        "  auth:\n    mode: jwt\n    jwt:\n      secret: 0123456789abcdef0123456789abcdef\n      issuer: iss\n      audience: aud\n      leeway: 30s\n  allowed_origins: [https://app.example.com]\n  admin_listen: 127.0.0.1:9090\n  max_connections_per_ip: 64\n  max_buffered_bytes: 4MiB\n",
+    )
+    .unwrap();
+    assert_eq!(cfg.auth.mode, Some(crate::config::AuthMode::Jwt));
+    assert_eq!(cfg.auth.jwt.issuer.as_deref(), Some("iss"));
+    assert_eq!(cfg.auth.jwt.audience.as_deref(), Some("aud"));
+    assert_eq!(cfg.auth.jwt.leeway, Duration::from_secs(30));
+    assert_eq!(cfg.allowed_origins, ["https://app.example.com"]);
+    assert_eq!(cfg.admin_listen, Some("127.0.0.1:9090".parse().unwrap()));
+    assert_eq!(cfg.max_connections_per_ip, 64);
+    assert_eq!(cfg.buffered_budget(), 4 << 20);
+    let json = HubConfig::from_json_str(
+        r#"{"wsc": {"auth": {"mode": "query"}, "max_buffered_bytes": 1048576}}"#,
+    )
+    .unwrap();
+    assert_eq!(json.auth.mode, Some(crate::config::AuthMode::Query));
+    assert_eq!(json.max_buffered_bytes, Some(1 << 20));
+    // Absent: the mode is not written, which bind treats as loopback-only.
+    assert_eq!(yaml("  max_retries: 1\n").unwrap().auth.mode, None);
+}
+
+#[test]
+fn an_incomplete_or_unknown_auth_section_is_an_error_naming_its_key() {
+    let msg = yaml_err("  auth: {mode: jwt}\n").to_string();
+    assert!(msg.contains("auth.jwt") && msg.contains("secret"), "{msg}");
+    let msg = yaml_err("  auth: {mode: jwt, jwt: {secret: short}}\n").to_string();
+    assert!(
+        msg.contains("auth.jwt.secret") && msg.contains("32"),
+        "{msg}"
+    );
+    let msg = yaml_err(
+        "  auth: {mode: jwt, jwt: {secret: 0123456789abcdef0123456789abcdef, leeway: 2h}}\n",
+    )
+    .to_string();
+    assert!(msg.contains("leeway"), "{msg}");
+    let msg = yaml_err("  auth: {mode: magic}\n").to_string();
+    assert!(msg.contains("magic") || msg.contains("variant"), "{msg}");
+    let msg = yaml_err("  admin_listen: nowhere\n").to_string();
+    assert!(msg.contains("admin_listen"), "{msg}");
+    let msg = yaml_err("  max_buffered_bytes: 0\n").to_string();
+    assert!(msg.contains("max_buffered_bytes"), "{msg}");
+}

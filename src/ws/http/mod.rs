@@ -32,7 +32,7 @@ mod request;
 mod response;
 mod upgrade;
 
-pub use request::{HttpError, Request, parse_request, percent_decode};
+pub use request::{HttpError, Request, head_worth_parsing, parse_request, percent_decode};
 pub use response::{write_error, write_response, write_switching_protocols};
 pub use upgrade::{HandshakeError, websocket_accept};
 

@@ -254,6 +254,31 @@ pub fn parse_request(buf: &[u8], max_head: usize) -> Result<Option<(Request, usi
     }
 }
 
+/// Whether a request head that has grown from `old_len` to `buf.len()`
+/// bytes is worth parsing now: its end (an empty line) has arrived, it
+/// reached `max_head`, or its length crossed a power of two.
+///
+/// Parsing on every segment would re-parse up to `max_head` bytes for each
+/// one (a head sent byte by byte: 8 KiB × 8 KiB of work). This scans only the
+/// new bytes (plus three of overlap) for the empty line, and parses a still
+/// partial head a logarithmic number of times, so that garbage is still
+/// refused early: the total work stays linear in the head's length.
+///
+/// ```
+/// use wshub::__private::ws::head_worth_parsing;
+/// assert!(!head_worth_parsing(b"GET / HTTP/1.1\r\nHost: x", 20, 8192));
+/// assert!(head_worth_parsing(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", 25, 8192));
+/// assert!(head_worth_parsing(b"GET / HTTP/1.1\n\n", 15, 8192));
+/// ```
+pub fn head_worth_parsing(buf: &[u8], old_len: usize, max_head: usize) -> bool {
+    let from = old_len.saturating_sub(3).min(buf.len());
+    let ended = buf[from..].windows(2).enumerate().any(|(i, w)| {
+        w == b"\n\n" || (w == b"\r\n" && i + from >= 1 && buf[i + from - 1] == b'\n')
+    });
+    let crossed = old_len.checked_next_power_of_two() != buf.len().checked_next_power_of_two();
+    ended || crossed || old_len == 0 || buf.len() >= max_head
+}
+
 /// Bytes of method read so far, past the empty lines that httparse skips
 /// before a request line (RFC 9112 §2.2).
 fn unterminated_method_len(buf: &[u8]) -> usize {

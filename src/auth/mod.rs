@@ -5,8 +5,17 @@
 //! stamped with this identity, so a client can never send as, or ACK for,
 //! another user.
 
+mod jwt;
+
 use std::fmt;
 use std::sync::Arc;
+use std::time::SystemTime;
+
+pub use jwt::JwtAuthenticator;
+pub(crate) use jwt::until as expires_in;
+
+/// Longest user id, client id or user type accepted (bytes).
+const MAX_ID: usize = 256;
 
 use crate::ws::http::Request;
 
@@ -21,6 +30,9 @@ pub struct Identity {
     pub client_id: Arc<str>,
     /// The user's type (go-wsc's `user_type`, e.g. `customer`, `agent`).
     pub user_type: Arc<str>,
+    /// When the credential behind it expires (a token's `exp`); the hub
+    /// closes the connection with 4001 then. `None`: never.
+    pub expires_at: Option<SystemTime>,
 }
 
 impl Identity {
@@ -35,6 +47,7 @@ impl Identity {
             user_id: user_id.into(),
             client_id: client_id.into(),
             user_type: user_type.into(),
+            expires_at: None,
         }
     }
 }
@@ -142,7 +155,7 @@ where
 
 /// The default authenticator: go-wsc's query parameters. `user_id` is
 /// required (400 without it); `client_id` may be absent, and the hub then
-/// gives the connection a unique one (`c<N>`), so two unnamed devices of one
+/// gives the connection an unguessable one, so two unnamed devices of one
 /// user do not replace each other; `user_type` defaults to `user`.
 ///
 /// ```
@@ -157,7 +170,6 @@ where
 /// assert_eq!((&*id.user_id, &*id.client_id, &*id.user_type), ("al ice", "", "user"));
 /// ```
 pub fn identity_from_query(req: &Request) -> Result<Identity, Rejection> {
-    const MAX_ID: usize = 256;
     let user = match req.query_param("user_id") {
         Some(u) if !u.is_empty() => u,
         _ => return Err(Rejection::new(400, "user_id is required")),
