@@ -362,7 +362,14 @@ impl<const W: usize> Engine<W> {
     }
 
     /// A tagged frame of `conn` reached the socket.
-    pub fn written(&mut self, now: Instant, tag: Tag, net: &mut impl Net) {
+    ///
+    /// A tag names a target of its delivery's current attempt; a frame left
+    /// from an earlier attempt (partly written when its device reconnected,
+    /// say) may carry the tag of a target now on another connection, so
+    /// only a target on `conn` counts. The same holds for [`failed`].
+    ///
+    /// [`failed`]: Self::failed
+    pub fn written(&mut self, now: Instant, conn: ConnId, tag: Tag, net: &mut impl Net) {
         let ack_timeout = self.cfg.ack_timeout;
         let Some(d) = self.table.get_mut(tag.delivery) else {
             return;
@@ -371,7 +378,7 @@ impl<const W: usize> Engine<W> {
         let Some(t) = d.targets.get_mut(usize::from(tag.target)) else {
             return;
         };
-        if t.state != TargetState::Queued {
+        if t.state != TargetState::Queued || t.conn != conn {
             return;
         }
         if require_ack {
@@ -418,8 +425,22 @@ impl<const W: usize> Engine<W> {
     }
 
     /// A queued frame failed (expired in its ring, or its connection closed).
-    pub fn failed(&mut self, now: Instant, tag: Tag, reason: FailureReason, net: &mut impl Net) {
-        self.settle(now, tag, TargetState::Failed(reason), net);
+    pub fn failed(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        tag: Tag,
+        reason: FailureReason,
+        net: &mut impl Net,
+    ) {
+        let on_conn = self
+            .table
+            .get(tag.delivery)
+            .and_then(|d| d.targets.get(usize::from(tag.target)))
+            .is_some_and(|t| t.conn == conn);
+        if on_conn {
+            self.settle(now, tag, TargetState::Failed(reason), net);
+        }
     }
 
     /// A connection was upgraded: it can take deliveries.

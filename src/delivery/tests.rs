@@ -150,7 +150,7 @@ impl World {
     fn write(&mut self, conn: ConnId) -> usize {
         let tags = self.net.drain(conn);
         for &tag in &tags {
-            self.engine.written(self.now, tag, &mut self.net);
+            self.engine.written(self.now, conn, tag, &mut self.net);
         }
         self.engine.ring_space(self.now, conn, &mut self.net);
         tags.len()
@@ -514,7 +514,7 @@ fn random_walks_end_every_delivery_exactly_once_and_leak_nothing() {
                         let left = w.net.disconnect(c);
                         for (_, tag) in left {
                             w.engine
-                                .failed(w.now, tag, FailureReason::ConnError, &mut w.net);
+                                .failed(w.now, c, tag, FailureReason::ConnError, &mut w.net);
                         }
                         w.engine
                             .conn_removed(w.now, c, FailureReason::ConnError, &mut w.net);
@@ -582,5 +582,51 @@ fn a_reconnect_resends_what_waited_for_a_retry_at_once_and_in_order() {
     for d in ids {
         assert!(w.result(d).unwrap().success);
     }
+    w.assert_idle();
+}
+
+/// Found by the simulation as it was being built (its seed 15 then): a frame
+/// partly written when its device reconnected stays in the old connection's
+/// ring (it must finish on the wire) while its target fails and is retried on
+/// the new connection under the same tag. When the old connection then broke,
+/// the hub failed that leftover frame by its tag, and the engine failed the
+/// retry's target on the new, healthy connection: a false `conn_error`, here a
+/// final one.
+#[test]
+fn a_leftover_frame_of_a_replaced_connection_settles_only_its_own_device() {
+    let mut w = World::new(8, |c| c.retry.max_retries = 1);
+    let old = w.connect("bob", "phone", 1, 1);
+    let laptop = w.connect("bob", "laptop", 2, 1);
+    let d = w.send("bob", "m1", true);
+    // The phone's frame is on the wire, partly; the phone reconnects.
+    let leftover = w.net.drain(old);
+    let new = w.net.connect("bob", "phone", 3, 1);
+    w.net.devices.retain(|dev| dev.1 != old);
+    w.engine
+        .conn_closing(w.now, old, FailureReason::ConnError, &mut w.net);
+    w.engine.conn_replaced(w.now, old, new, &mut w.net);
+    w.engine.conn_opened(new);
+    w.engine.user_connected(w.now, "bob", &mut w.net);
+    // The laptop takes it; the phone's part of the attempt failed: retry.
+    w.write(laptop);
+    w.ack(laptop, "m1");
+    w.advance(Duration::from_millis(100));
+    assert_eq!(w.net.queued(new), 1, "the retry goes to the new connection");
+    // The old connection breaks with its partly written frame.
+    for tag in leftover {
+        w.engine
+            .failed(w.now, old, tag, FailureReason::ConnError, &mut w.net);
+    }
+    w.engine
+        .conn_removed(w.now, old, FailureReason::ConnError, &mut w.net);
+    assert!(
+        w.result(d).is_none(),
+        "the new connection's retry is intact"
+    );
+    w.write(new);
+    w.ack(new, "m1");
+    let r = w.result(d).unwrap();
+    assert!(r.success, "{r:?}");
+    assert_eq!(r.attempts.len(), 2);
     w.assert_idle();
 }

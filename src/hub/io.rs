@@ -738,7 +738,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
         let now = self.net.now;
         for i in 0..self.written.len() {
             let tag = self.written[i];
-            self.engine.written(now, tag, &mut self.net);
+            self.engine.written(now, id, tag, &mut self.net);
         }
         self.written.clear();
         if freed && self.engine.has_backlog(id) {
