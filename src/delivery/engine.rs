@@ -532,6 +532,11 @@ impl<const W: usize> Engine<W> {
         self.retry_now(now, user, u64::MAX, net);
         let mut stored = self.offline.take(user).unwrap_or_default();
         while let Some(s) = stored.pop_front() {
+            if self.table.active() >= self.cfg.max_pending_deliveries {
+                // Held back, not refused: the store keeps it (no failure).
+                stored.push_front(s);
+                break;
+            }
             let env = s.envelope.clone();
             match self.open(now, user, env, Waiter::Loop, None, true, net) {
                 Ok(_) => self.counters.offline_replayed += 1,

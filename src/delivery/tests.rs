@@ -630,3 +630,40 @@ fn a_leftover_frame_of_a_replaced_connection_settles_only_its_own_device() {
     assert_eq!(r.attempts.len(), 2);
     w.assert_idle();
 }
+
+/// Found by the simulation as it was being built (its seed 4 then): a replay
+/// held back by `max_pending_deliveries` went through the refusal path, so the
+/// handlers were told of a final `rate_limited` failure (will_retry false) for
+/// a message the store keeps and replays later.
+#[test]
+fn a_replay_held_back_by_the_pending_cap_is_not_reported_as_failed() {
+    let mut w = World::new(8, |c| {
+        c.offline_queue_per_user = 10;
+        c.max_pending_deliveries = 1;
+    });
+    let stored = w.send("bob", "m1", true);
+    assert!(w.result(stored).unwrap().stored_offline);
+    let failures = w.engine.reporter().counters.total;
+    let alice = w.connect("alice", "a", 2, 1);
+    w.send("alice", "busy", false);
+    let bob = w.connect("bob", "phone", 1, 1);
+    assert_eq!(w.engine.offline_held().0, 1, "kept for later");
+    assert_eq!(
+        w.engine.reporter().counters.total,
+        failures,
+        "held back is not failed"
+    );
+    assert_eq!(w.engine.counters.refused_pending_cap, 0);
+    w.write(alice);
+    w.net.disconnect(bob);
+    w.engine
+        .conn_removed(w.now, bob, FailureReason::ConnError, &mut w.net);
+    let bob = w.connect("bob", "phone", 1, 2);
+    w.write(bob);
+    w.ack(bob, "m1");
+    let results = w.results.lock().unwrap();
+    let (_, replay) = results.last().unwrap();
+    assert!(replay.success && replay.replayed, "{replay:?}");
+    drop(results);
+    w.assert_idle();
+}
