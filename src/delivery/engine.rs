@@ -309,7 +309,9 @@ impl<const W: usize> Engine<W> {
     ) -> Result<DeliveryId, SendError> {
         let refused = if !self.running {
             Some(SendError::ShuttingDown)
-        } else if env.payload.len() > self.cfg.max_message_size {
+        } else if !replay && env.payload.len() > self.cfg.max_message_size {
+            // (A replay was checked when sent; the store's `source` marker
+            // may have made it a few bytes longer since.)
             Some(SendError::MessageTooLarge {
                 size: env.payload.len(),
                 limit: self.cfg.max_message_size,

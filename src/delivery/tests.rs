@@ -667,3 +667,31 @@ fn a_replay_held_back_by_the_pending_cap_is_not_reported_as_failed() {
     drop(results);
     w.assert_idle();
 }
+
+/// Found by the simulation as it was being built (its seed 8 then): the offline
+/// store re-encodes a message with `"source":"offline"`, so a message that
+/// fitted `max_message_size` when sent could exceed it on replay. The replay
+/// was then refused as `message_too_large` on every reconnect (blocking the
+/// user's later stored messages behind it) until the store expired it.
+#[test]
+fn a_stored_message_that_fitted_when_sent_is_replayed() {
+    let mut m = Message::text("bob", "hi");
+    m.message_id = "m1".into();
+    let size = Envelope::new(m).unwrap().payload.len();
+    let mut w = World::new(8, |c| {
+        c.offline_queue_per_user = 10;
+        c.max_message_size = size;
+    });
+    let d = w.send("bob", "m1", false);
+    assert!(w.result(d).unwrap().stored_offline);
+    let failures = w.engine.reporter().counters.total;
+    let phone = w.connect("bob", "phone", 1, 1);
+    assert_eq!(w.engine.offline_held().0, 0, "replayed");
+    assert_eq!(w.engine.reporter().counters.total, failures, "not refused");
+    assert_eq!(w.write(phone), 1);
+    let results = w.results.lock().unwrap();
+    let (_, replay) = results.last().unwrap();
+    assert!(replay.success && replay.replayed, "{replay:?}");
+    drop(results);
+    w.assert_idle();
+}
