@@ -20,7 +20,7 @@
 //! gets the message in its connection's backlog, in order, and the drain of
 //! the ring pulls it in. `queue_full` happens only when that backlog is full.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -533,7 +533,18 @@ impl<const W: usize> Engine<W> {
         // went offline, what the store kept after.
         self.retry_now(now, user, u64::MAX, net);
         let mut stored = self.offline.take(user).unwrap_or_default();
+        // Messages for one device that is not connected stay stored.
+        let mut later = VecDeque::new();
         while let Some(s) = stored.pop_front() {
+            let only = s.envelope.message.receiver_client.as_str();
+            if !only.is_empty() {
+                let mut present = false;
+                net.each_device(user, &mut |_, c| present |= &**c == only);
+                if !present {
+                    later.push_back(s);
+                    continue;
+                }
+            }
             if self.table.active() >= self.cfg.max_pending_deliveries {
                 // Held back, not refused: the store keeps it (no failure).
                 stored.push_front(s);
@@ -548,9 +559,10 @@ impl<const W: usize> Engine<W> {
                 }
             }
         }
-        if !stored.is_empty() {
+        later.append(&mut stored);
+        if !later.is_empty() {
             let user = net.user_key(user).unwrap_or_else(|| Arc::from(user));
-            self.offline.restore(&user, stored);
+            self.offline.restore(&user, later);
         }
     }
 

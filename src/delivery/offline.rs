@@ -145,8 +145,9 @@ impl OfflineStore {
         let queue = self.users.entry(user.clone()).or_default();
         rest.append(queue);
         *queue = rest;
-        // Rare (a replay cut short by the pending-delivery cap): list the
-        // store again in store order rather than patch `order`.
+        // Rare (a replay cut short by the pending-delivery cap, or messages
+        // for one device that is not connected): list the store again in
+        // store order rather than patch `order`.
         self.rebuild();
     }
 

@@ -695,3 +695,56 @@ fn a_stored_message_that_fitted_when_sent_is_replayed() {
     drop(results);
     w.assert_idle();
 }
+
+/// Seen in a simulation trace as it was being built (its seed 92 then): a
+/// stored message for one device (`receiver_client`) was replayed whenever any
+/// device of its user connected; with that device absent the replay failed at
+/// once as `user_offline` and was stored again with a fresh time-to-live, so
+/// every reconnect of another device reported a failure and pushed the
+/// message's expiry back without bound.
+#[test]
+fn a_stored_message_for_one_device_waits_for_that_device() {
+    let mut w = World::new(8, |c| {
+        c.offline_queue_per_user = 10;
+        c.offline_ttl = Duration::from_secs(60);
+    });
+    let mut m = Message::text("bob", "for the phone");
+    m.message_id = "m1".into();
+    m.receiver_client = "phone".into();
+    let env = Envelope::new(m).unwrap();
+    let d = w
+        .engine
+        .start(w.now, "bob", env, Waiter::Loop, None, &mut w.net)
+        .unwrap();
+    assert!(w.result(d).unwrap().stored_offline);
+    let failures = w.engine.reporter().counters.total;
+    let laptop = w.connect("bob", "laptop", 2, 1);
+    assert_eq!(w.engine.offline_held().0, 1, "kept for the phone");
+    assert_eq!(w.engine.reporter().counters.total, failures);
+    assert_eq!(w.results.lock().unwrap().len(), 1, "no replay result yet");
+    // Its time-to-live still counts from when it was stored.
+    w.net.disconnect(laptop);
+    w.engine
+        .conn_removed(w.now, laptop, FailureReason::ConnError, &mut w.net);
+    w.advance(Duration::from_secs(30));
+    w.connect("bob", "laptop", 2, 2);
+    w.advance(Duration::from_secs(31));
+    let results = w.results.lock().unwrap();
+    let (_, end) = results.last().unwrap();
+    assert_eq!(end.final_error, Some(FailureReason::OfflineExpired));
+    drop(results);
+    // A message for the phone, stored again, goes when the phone connects.
+    let mut m = Message::text("bob", "again");
+    m.message_id = "m2".into();
+    m.receiver_client = "phone".into();
+    w.net.devices.clear();
+    let env = Envelope::new(m).unwrap();
+    w.engine
+        .start(w.now, "bob", env, Waiter::Loop, None, &mut w.net)
+        .unwrap();
+    let phone = w.connect("bob", "phone", 1, 1);
+    assert_eq!(w.write(phone), 1);
+    let results = w.results.lock().unwrap();
+    let (_, replay) = results.last().unwrap();
+    assert!(replay.success && replay.replayed, "{replay:?}");
+}
