@@ -38,6 +38,9 @@ use crate::message::Payload;
 use crate::retry::{RetryBudget, RetryDecision, RetryPolicy, SplitMix64};
 use crate::util::timer::TimerWheel;
 
+#[cfg(test)]
+pub(crate) mod audit;
+
 /// What the engine needs of the connections: who is connected, and rings
 /// to put frames in. The hub implements it over its registry and slab.
 pub(crate) trait Net {
@@ -147,6 +150,9 @@ pub(crate) struct Engine<const W: usize> {
     on_result: Option<ResultCallback>,
     running: bool,
     pub counters: EngineCounters,
+    /// A deliberate bug, switched on by the simulation's self-test only.
+    #[cfg(test)]
+    pub(crate) mutation: audit::Mutation,
 }
 
 impl<const W: usize> std::fmt::Debug for Engine<W> {
@@ -184,6 +190,8 @@ impl<const W: usize> Engine<W> {
             on_result: None,
             running: true,
             counters: EngineCounters::default(),
+            #[cfg(test)]
+            mutation: audit::Mutation::None,
             cfg,
         }
     }
@@ -377,6 +385,8 @@ impl<const W: usize> Engine<W> {
             return;
         };
         let require_ack = d.require_ack;
+        #[cfg(test)]
+        let require_ack = require_ack && self.mutation != audit::Mutation::SuccessOnWrite;
         let Some(t) = d.targets.get_mut(usize::from(tag.target)) else {
             return;
         };
@@ -397,16 +407,7 @@ impl<const W: usize> Engine<W> {
     /// Connection `conn` ACKed `message_id`: only its own frames count (or,
     /// on a replaced connection, its successor's resend of them).
     pub fn acked(&mut self, now: Instant, conn: ConnId, message_id: &str, net: &mut impl Net) {
-        let successor = self.lanes.get(conn).and_then(|l| l.successor);
-        let found = self
-            .awaiting(conn, message_id, &[TargetState::AwaitingAck])
-            .map(|tag| (tag, conn))
-            .or_else(|| {
-                let to = successor?;
-                let states = [TargetState::AwaitingAck, TargetState::Queued];
-                Some((self.awaiting(to, message_id, &states)?, to))
-            });
-        match found {
+        match self.ack_target(conn, message_id) {
             Some((tag, on)) => {
                 self.settle(now, tag, TargetState::Taken, net);
                 self.pump(now, on, net);
@@ -416,6 +417,18 @@ impl<const W: usize> Engine<W> {
                 log::trace!("{conn}: ack for unknown message ignored");
             }
         }
+    }
+
+    /// The target an ACK of `message_id` on `conn` completes, and the
+    /// connection whose backlog it frees: its own frame, or its successor's
+    /// resend of it.
+    fn ack_target(&self, conn: ConnId, message_id: &str) -> Option<(Tag, ConnId)> {
+        if let Some(tag) = self.awaiting(conn, message_id, &[TargetState::AwaitingAck]) {
+            return Some((tag, conn));
+        }
+        let to = self.lanes.get(conn).and_then(|l| l.successor)?;
+        let states = [TargetState::AwaitingAck, TargetState::Queued];
+        Some((self.awaiting(to, message_id, &states)?, to))
     }
 
     /// The target of `conn` waiting for an ACK of `message_id`, if any.
@@ -466,6 +479,10 @@ impl<const W: usize> Engine<W> {
         while let Some(w) = self.lanes.get_mut(conn).and_then(|l| l.backlog.pop_front()) {
             if let Some(lane) = self.lanes.get_mut(conn) {
                 lane.backlog_bytes -= w.bytes;
+            }
+            #[cfg(test)]
+            if self.mutation == audit::Mutation::LoseBacklogOnClose {
+                continue;
             }
             self.counters.dropped_on_close += 1;
             self.settle(now, w.tag, TargetState::Failed(reason), net);
@@ -656,6 +673,8 @@ impl<const W: usize> Engine<W> {
 
     /// Offers the message to every device still missing it.
     fn start_attempt(&mut self, now: Instant, id: DeliveryId, net: &mut impl Net) {
+        #[cfg(test)]
+        let retry_taken = self.mutation == audit::Mutation::RetryTakenDevices;
         let Some(d) = self.table.get_mut(id) else {
             return;
         };
@@ -667,7 +686,9 @@ impl<const W: usize> Engine<W> {
             return;
         };
         let only = env.message.receiver_client.as_str();
-        let (targets, taken) = (&mut d.targets, &d.taken);
+        let (targets, taken) = (&mut d.targets, &d.taken[..]);
+        #[cfg(test)]
+        let taken = if retry_taken { &[] } else { taken };
         net.each_device(&user, &mut |conn, client_id| {
             if (only.is_empty() || &**client_id == only) && !taken.iter().any(|c| c == client_id) {
                 targets.push(DeliveryTarget {

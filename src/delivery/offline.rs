@@ -193,6 +193,68 @@ impl OfflineStore {
         None
     }
 
+    /// Checks the store's bookkeeping and caps (the engine's self-audit).
+    #[cfg(test)]
+    pub fn audit(&self) -> Result<(), String> {
+        let l = &self.limits;
+        let mut messages = 0;
+        let mut bytes = 0;
+        for (user, queue) in &self.users {
+            if queue.is_empty() {
+                return Err(format!("offline store: empty queue kept for {user}"));
+            }
+            if queue.len() > l.per_user {
+                return Err(format!(
+                    "offline store: {} messages for {user}, cap {}",
+                    queue.len(),
+                    l.per_user
+                ));
+            }
+            if !queue
+                .iter()
+                .zip(queue.iter().skip(1))
+                .all(|(a, b)| a.seq < b.seq)
+            {
+                return Err(format!("offline store: {user}'s queue out of order"));
+            }
+            for s in queue {
+                if !self.order.iter().any(|(u, seq)| u == user && *seq == s.seq) {
+                    return Err(format!(
+                        "offline store: {user}#{} missing from order",
+                        s.seq
+                    ));
+                }
+            }
+            messages += queue.len();
+            bytes += queue
+                .iter()
+                .map(|s| s.envelope.payload.len())
+                .sum::<usize>();
+        }
+        if (messages, bytes) != (self.messages, self.bytes) {
+            return Err(format!(
+                "offline store counts {} messages / {} bytes, holds {messages} / {bytes}",
+                self.messages, self.bytes
+            ));
+        }
+        if messages > l.max_messages || bytes > l.max_bytes {
+            return Err(format!(
+                "offline store over its caps: {messages} messages / {bytes} bytes \
+                 (caps {} / {})",
+                l.max_messages, l.max_bytes
+            ));
+        }
+        if !self
+            .order
+            .iter()
+            .zip(self.order.iter().skip(1))
+            .all(|(a, b)| a.1 < b.1)
+        {
+            return Err("offline store: order not in store order".into());
+        }
+        Ok(())
+    }
+
     /// `order` anew from the live messages, in store order: O(n log n), run
     /// when stale entries outnumber live ones (so O(log n) per store).
     fn rebuild(&mut self) {
