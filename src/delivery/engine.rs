@@ -20,7 +20,7 @@
 //! gets the message in its connection's backlog, in order, and the drain of
 //! the ring pulls it in. `queue_full` happens only when that backlog is full.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -39,6 +39,8 @@ use crate::retry::{RetryBudget, RetryPolicy, SplitMix64};
 use crate::util::timer::TimerWheel;
 
 mod attempt;
+#[cfg(test)]
+pub(crate) mod audit;
 mod outcome;
 
 /// What the engine needs of the connections: who is connected, and rings
@@ -164,6 +166,9 @@ pub(crate) struct Engine<const W: usize> {
     on_result: Option<ResultCallback>,
     running: bool,
     pub counters: EngineCounters,
+    /// A deliberate bug, switched on by the simulation's self-test only.
+    #[cfg(test)]
+    pub(crate) mutation: audit::Mutation,
 }
 
 impl<const W: usize> std::fmt::Debug for Engine<W> {
@@ -202,6 +207,8 @@ impl<const W: usize> Engine<W> {
             on_result: None,
             running: true,
             counters: EngineCounters::default(),
+            #[cfg(test)]
+            mutation: audit::Mutation::None,
             cfg,
         }
     }
@@ -343,7 +350,9 @@ impl<const W: usize> Engine<W> {
     ) -> Result<DeliveryId, SendError> {
         let refused = if !self.running {
             Some(SendError::ShuttingDown)
-        } else if env.payload.len() > self.cfg.max_message_size {
+        } else if !replay && env.payload.len() > self.cfg.max_message_size {
+            // (A replay was checked when sent; the store's `source` marker
+            // may have made it a few bytes longer since.)
             Some(SendError::MessageTooLarge {
                 size: env.payload.len(),
                 limit: self.cfg.max_message_size,
@@ -397,16 +406,25 @@ impl<const W: usize> Engine<W> {
     }
 
     /// A tagged frame of `conn` reached the socket.
-    pub(crate) fn written(&mut self, now: Instant, tag: Tag, net: &mut impl Net) {
+    ///
+    /// A tag names a target of its delivery's current attempt; a frame left
+    /// from an earlier attempt (partly written when its device reconnected,
+    /// say) may carry the tag of a target now on another connection, so
+    /// only a target on `conn` counts. The same holds for [`failed`].
+    ///
+    /// [`failed`]: Self::failed
+    pub(crate) fn written(&mut self, now: Instant, conn: ConnId, tag: Tag, net: &mut impl Net) {
         let ack_timeout = self.cfg.ack_timeout;
         let Some(d) = self.table.get_mut(tag.delivery) else {
             return;
         };
         let require_ack = d.require_ack;
+        #[cfg(test)]
+        let require_ack = require_ack && self.mutation != audit::Mutation::SuccessOnWrite;
         let Some(t) = d.targets.get_mut(usize::from(tag.target)) else {
             return;
         };
-        if t.state != TargetState::Queued {
+        if t.state != TargetState::Queued || t.conn != conn {
             return;
         }
         if require_ack {
@@ -429,16 +447,7 @@ impl<const W: usize> Engine<W> {
         message_id: &str,
         net: &mut impl Net,
     ) {
-        let successor = self.lanes.get(conn).and_then(|l| l.successor);
-        let found = self
-            .awaiting(conn, message_id, &[TargetState::AwaitingAck])
-            .map(|tag| (tag, conn))
-            .or_else(|| {
-                let to = successor?;
-                let states = [TargetState::AwaitingAck, TargetState::Queued];
-                Some((self.awaiting(to, message_id, &states)?, to))
-            });
-        match found {
+        match self.ack_target(conn, message_id) {
             Some((tag, on)) => {
                 self.settle(now, tag, TargetState::Taken, net);
                 self.pump(now, on, net);
@@ -448,6 +457,18 @@ impl<const W: usize> Engine<W> {
                 log::trace!("{conn}: ack for unknown message ignored");
             }
         }
+    }
+
+    /// The target an ACK of `message_id` on `conn` completes, and the
+    /// connection whose backlog it frees: its own frame, or its successor's
+    /// resend of it.
+    fn ack_target(&self, conn: ConnId, message_id: &str) -> Option<(Tag, ConnId)> {
+        if let Some(tag) = self.awaiting(conn, message_id, &[TargetState::AwaitingAck]) {
+            return Some((tag, conn));
+        }
+        let to = self.lanes.get(conn).and_then(|l| l.successor)?;
+        let states = [TargetState::AwaitingAck, TargetState::Queued];
+        Some((self.awaiting(to, message_id, &states)?, to))
     }
 
     /// The target of `conn` waiting for an ACK of `message_id`, if any.
@@ -462,11 +483,19 @@ impl<const W: usize> Engine<W> {
     pub(crate) fn failed(
         &mut self,
         now: Instant,
+        conn: ConnId,
         tag: Tag,
         reason: FailureReason,
         net: &mut impl Net,
     ) {
-        self.settle(now, tag, TargetState::Failed(reason), net);
+        let on_conn = self
+            .table
+            .get(tag.delivery)
+            .and_then(|d| d.targets.get(usize::from(tag.target)))
+            .is_some_and(|t| t.conn == conn);
+        if on_conn {
+            self.settle(now, tag, TargetState::Failed(reason), net);
+        }
     }
 
     /// A connection was upgraded: it can take deliveries.
@@ -488,6 +517,10 @@ impl<const W: usize> Engine<W> {
         };
         lane.closing = true;
         while let Some(w) = self.lanes.pop_backlog(conn) {
+            #[cfg(test)]
+            if self.mutation == audit::Mutation::LoseBacklogOnClose {
+                continue;
+            }
             self.counters.dropped_on_close += 1;
             self.settle(now, w.tag, TargetState::Failed(reason), net);
         }
@@ -560,8 +593,23 @@ impl<const W: usize> Engine<W> {
         // in the order the messages were first sent.
         let mut stored = self.offline.take(user).unwrap_or_default();
         stored.make_contiguous().sort_by_key(|s| s.origin);
+        // Messages for one device that is not connected stay stored.
+        let mut later = VecDeque::new();
         while let Some(s) = stored.pop_front() {
+            if let Some(only) = s.only.as_deref() {
+                let mut present = false;
+                net.each_device(user, &mut |_, c| present |= &**c == only);
+                if !present {
+                    later.push_back(s);
+                    continue;
+                }
+            }
             self.retry_now(now, user, s.origin, net);
+            if self.table.active() >= self.cfg.max_pending_deliveries {
+                // Held back, not refused: the store keeps it (no failure).
+                stored.push_front(s);
+                break;
+            }
             let Some(env) = s.envelope() else {
                 log::error!("stored message {} no longer decodes: dropped", s.id);
                 continue;
@@ -574,9 +622,10 @@ impl<const W: usize> Engine<W> {
                 }
             }
         }
-        if !stored.is_empty() {
+        later.append(&mut stored);
+        if !later.is_empty() {
             let user = net.user_key(user).unwrap_or_else(|| Arc::from(user));
-            self.offline.restore(&user, stored);
+            self.offline.restore(&user, later);
         }
         self.retry_now(now, user, u64::MAX, net);
     }

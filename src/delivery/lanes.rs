@@ -123,4 +123,10 @@ impl Lanes {
     pub(super) fn window_len(&self, conn: ConnId) -> usize {
         self.get(conn).map_or(0, |lane| lane.window.len())
     }
+
+    /// Every lane, by slot (the engine's self-audit).
+    #[cfg(test)]
+    pub(super) fn iter(&self) -> impl Iterator<Item = &Lane> {
+        self.lanes.iter()
+    }
 }

@@ -22,6 +22,8 @@ mod lanes;
 mod offline;
 mod record;
 #[cfg(test)]
+mod sim;
+#[cfg(test)]
 mod tests;
 
 pub(crate) use engine::{Engine, EngineConfig, Net};

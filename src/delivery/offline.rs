@@ -27,6 +27,8 @@ use crate::message::{Message, Payload};
 pub(crate) struct Stored {
     pub(crate) payload: Payload,
     pub(crate) id: MessageId,
+    /// The one device it is for (`receiver_client`), if any.
+    pub(crate) only: Option<MessageId>,
     pub(crate) since: Instant,
     /// Where the message stands among all the hub's deliveries (their start
     /// order): a replay goes out in this order with the retries it meets.
@@ -115,7 +117,9 @@ impl OfflineStore {
         gone: &mut impl FnMut(Arc<str>, Stored, Gone),
     ) -> bool {
         let size = envelope.payload.len();
-        let Envelope { payload, id, .. } = envelope;
+        let Envelope {
+            payload, id, only, ..
+        } = envelope;
         if !self.enabled() || size > self.limits.max_bytes {
             return false;
         }
@@ -132,6 +136,7 @@ impl OfflineStore {
         queue.push_back(Stored {
             payload,
             id,
+            only,
             since: now,
             origin,
             seq,
@@ -168,9 +173,13 @@ impl OfflineStore {
         self.bytes += rest.iter().map(|s| s.payload.len()).sum::<usize>();
         let queue = self.users.entry(user.clone()).or_default();
         rest.append(queue);
+        // A replay may have taken them out of store order (it goes in send
+        // order): a user's queue stays in store order, oldest first.
+        rest.make_contiguous().sort_by_key(|s| s.seq);
         *queue = rest;
-        // Rare (a replay cut short by the pending-delivery cap): list the
-        // store again in store order rather than patch `order`.
+        // Rare (a replay cut short by the pending-delivery cap, or messages
+        // for one device that is not connected): list the store again in
+        // store order rather than patch `order`.
         self.rebuild();
     }
 
@@ -214,6 +223,65 @@ impl OfflineStore {
             return Some((user, s));
         }
         None
+    }
+
+    /// Checks the store's bookkeeping and caps (the engine's self-audit).
+    #[cfg(test)]
+    pub(super) fn audit(&self) -> Result<(), String> {
+        let l = &self.limits;
+        let mut messages = 0;
+        let mut bytes = 0;
+        for (user, queue) in &self.users {
+            if queue.is_empty() {
+                return Err(format!("offline store: empty queue kept for {user}"));
+            }
+            if queue.len() > l.per_user {
+                return Err(format!(
+                    "offline store: {} messages for {user}, cap {}",
+                    queue.len(),
+                    l.per_user
+                ));
+            }
+            if !queue
+                .iter()
+                .zip(queue.iter().skip(1))
+                .all(|(a, b)| a.seq < b.seq)
+            {
+                return Err(format!("offline store: {user}'s queue out of order"));
+            }
+            for s in queue {
+                if !self.order.iter().any(|(u, seq)| u == user && *seq == s.seq) {
+                    return Err(format!(
+                        "offline store: {user}#{} missing from order",
+                        s.seq
+                    ));
+                }
+            }
+            messages += queue.len();
+            bytes += queue.iter().map(|s| s.payload.len()).sum::<usize>();
+        }
+        if (messages, bytes) != (self.messages, self.bytes) {
+            return Err(format!(
+                "offline store counts {} messages / {} bytes, holds {messages} / {bytes}",
+                self.messages, self.bytes
+            ));
+        }
+        if messages > l.max_messages || bytes > l.max_bytes {
+            return Err(format!(
+                "offline store over its caps: {messages} messages / {bytes} bytes \
+                 (caps {} / {})",
+                l.max_messages, l.max_bytes
+            ));
+        }
+        if !self
+            .order
+            .iter()
+            .zip(self.order.iter().skip(1))
+            .all(|(a, b)| a.1 < b.1)
+        {
+            return Err("offline store: order not in store order".into());
+        }
+        Ok(())
     }
 
     /// `order` anew from the live messages, in store order: O(n log n), run

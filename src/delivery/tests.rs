@@ -150,7 +150,7 @@ impl World {
     fn write(&mut self, conn: ConnId) -> usize {
         let tags = self.net.drain(conn);
         for &tag in &tags {
-            self.engine.written(self.now, tag, &mut self.net);
+            self.engine.written(self.now, conn, tag, &mut self.net);
         }
         self.engine.ring_space(self.now, conn, &mut self.net);
         tags.len()
@@ -514,7 +514,7 @@ fn random_walks_end_every_delivery_exactly_once_and_leak_nothing() {
                         let left = w.net.disconnect(c);
                         for (_, tag) in left {
                             w.engine
-                                .failed(w.now, tag, FailureReason::ConnError, &mut w.net);
+                                .failed(w.now, c, tag, FailureReason::ConnError, &mut w.net);
                         }
                         w.engine
                             .conn_removed(w.now, c, FailureReason::ConnError, &mut w.net);
@@ -631,4 +631,168 @@ fn a_reconnect_interleaves_stored_and_waiting_messages_in_send_order() {
     }
     let _ = ids;
     w.assert_idle();
+}
+
+/// Found by the simulation as it was being built (its seed 15 then): a frame
+/// partly written when its device reconnected stays in the old connection's
+/// ring (it must finish on the wire) while its target fails and is retried on
+/// the new connection under the same tag. When the old connection then broke,
+/// the hub failed that leftover frame by its tag, and the engine failed the
+/// retry's target on the new, healthy connection: a false `conn_error`, here a
+/// final one.
+#[test]
+fn a_leftover_frame_of_a_replaced_connection_settles_only_its_own_device() {
+    let mut w = World::new(8, |c| c.retry.max_retries = 1);
+    let old = w.connect("bob", "phone", 1, 1);
+    let laptop = w.connect("bob", "laptop", 2, 1);
+    let d = w.send("bob", "m1", true);
+    // The phone's frame is on the wire, partly; the phone reconnects.
+    let leftover = w.net.drain(old);
+    let new = w.net.connect("bob", "phone", 3, 1);
+    w.net.devices.retain(|dev| dev.1 != old);
+    w.engine
+        .conn_closing(w.now, old, FailureReason::ConnError, &mut w.net);
+    w.engine.conn_replaced(w.now, old, new, &mut w.net);
+    w.engine.conn_opened(new);
+    w.engine.user_connected(w.now, "bob", &mut w.net);
+    // The laptop takes it; the phone's part of the attempt failed: retry.
+    w.write(laptop);
+    w.ack(laptop, "m1");
+    w.advance(Duration::from_millis(100));
+    assert_eq!(w.net.queued(new), 1, "the retry goes to the new connection");
+    // The old connection breaks with its partly written frame.
+    for tag in leftover {
+        w.engine
+            .failed(w.now, old, tag, FailureReason::ConnError, &mut w.net);
+    }
+    w.engine
+        .conn_removed(w.now, old, FailureReason::ConnError, &mut w.net);
+    assert!(
+        w.result(d).is_none(),
+        "the new connection's retry is intact"
+    );
+    w.write(new);
+    w.ack(new, "m1");
+    let r = w.result(d).unwrap();
+    assert!(r.success, "{r:?}");
+    assert_eq!(r.attempts.len(), 2);
+    w.assert_idle();
+}
+
+/// Found by the simulation as it was being built (its seed 4 then): a replay
+/// held back by `max_pending_deliveries` went through the refusal path, so the
+/// handlers were told of a final `rate_limited` failure (will_retry false) for
+/// a message the store keeps and replays later.
+#[test]
+fn a_replay_held_back_by_the_pending_cap_is_not_reported_as_failed() {
+    let mut w = World::new(8, |c| {
+        c.offline_queue_per_user = 10;
+        c.max_pending_deliveries = 1;
+    });
+    let stored = w.send("bob", "m1", true);
+    assert!(w.result(stored).unwrap().stored_offline);
+    let failures = w.engine.reporter().counters.total;
+    let alice = w.connect("alice", "a", 2, 1);
+    w.send("alice", "busy", false);
+    let bob = w.connect("bob", "phone", 1, 1);
+    assert_eq!(w.engine.offline_held().0, 1, "kept for later");
+    assert_eq!(
+        w.engine.reporter().counters.total,
+        failures,
+        "held back is not failed"
+    );
+    assert_eq!(w.engine.counters.refused_pending_cap, 0);
+    w.write(alice);
+    w.net.disconnect(bob);
+    w.engine
+        .conn_removed(w.now, bob, FailureReason::ConnError, &mut w.net);
+    let bob = w.connect("bob", "phone", 1, 2);
+    w.write(bob);
+    w.ack(bob, "m1");
+    let results = w.results.lock().unwrap();
+    let (_, replay) = results.last().unwrap();
+    assert!(replay.success && replay.replayed, "{replay:?}");
+    drop(results);
+    w.assert_idle();
+}
+
+/// Found by the simulation as it was being built (its seed 8 then): the offline
+/// store re-encodes a message with `"source":"offline"`, so a message that
+/// fitted `max_message_size` when sent could exceed it on replay. The replay
+/// was then refused as `message_too_large` on every reconnect (blocking the
+/// user's later stored messages behind it) until the store expired it.
+#[test]
+fn a_stored_message_that_fitted_when_sent_is_replayed() {
+    let mut m = Message::text("bob", "hi");
+    m.message_id = "m1".into();
+    let size = Envelope::new(m).unwrap().payload.len();
+    let mut w = World::new(8, |c| {
+        c.offline_queue_per_user = 10;
+        c.max_message_size = size;
+    });
+    let d = w.send("bob", "m1", false);
+    assert!(w.result(d).unwrap().stored_offline);
+    let failures = w.engine.reporter().counters.total;
+    let phone = w.connect("bob", "phone", 1, 1);
+    assert_eq!(w.engine.offline_held().0, 0, "replayed");
+    assert_eq!(w.engine.reporter().counters.total, failures, "not refused");
+    assert_eq!(w.write(phone), 1);
+    let results = w.results.lock().unwrap();
+    let (_, replay) = results.last().unwrap();
+    assert!(replay.success && replay.replayed, "{replay:?}");
+    drop(results);
+    w.assert_idle();
+}
+
+/// Seen in a simulation trace as it was being built (its seed 92 then): a
+/// stored message for one device (`receiver_client`) was replayed whenever any
+/// device of its user connected; with that device absent the replay failed at
+/// once as `user_offline` and was stored again with a fresh time-to-live, so
+/// every reconnect of another device reported a failure and pushed the
+/// message's expiry back without bound.
+#[test]
+fn a_stored_message_for_one_device_waits_for_that_device() {
+    let mut w = World::new(8, |c| {
+        c.offline_queue_per_user = 10;
+        c.offline_ttl = Duration::from_secs(60);
+    });
+    let mut m = Message::text("bob", "for the phone");
+    m.message_id = "m1".into();
+    m.receiver_client = "phone".into();
+    let env = Envelope::new(m).unwrap();
+    let d = w
+        .engine
+        .start(w.now, "bob", env, Waiter::Loop, None, &mut w.net)
+        .unwrap();
+    assert!(w.result(d).unwrap().stored_offline);
+    let failures = w.engine.reporter().counters.total;
+    let laptop = w.connect("bob", "laptop", 2, 1);
+    assert_eq!(w.engine.offline_held().0, 1, "kept for the phone");
+    assert_eq!(w.engine.reporter().counters.total, failures);
+    assert_eq!(w.results.lock().unwrap().len(), 1, "no replay result yet");
+    // Its time-to-live still counts from when it was stored.
+    w.net.disconnect(laptop);
+    w.engine
+        .conn_removed(w.now, laptop, FailureReason::ConnError, &mut w.net);
+    w.advance(Duration::from_secs(30));
+    w.connect("bob", "laptop", 2, 2);
+    w.advance(Duration::from_secs(31));
+    let results = w.results.lock().unwrap();
+    let (_, end) = results.last().unwrap();
+    assert_eq!(end.final_error, Some(FailureReason::OfflineExpired));
+    drop(results);
+    // A message for the phone, stored again, goes when the phone connects.
+    let mut m = Message::text("bob", "again");
+    m.message_id = "m2".into();
+    m.receiver_client = "phone".into();
+    w.net.devices.clear();
+    let env = Envelope::new(m).unwrap();
+    w.engine
+        .start(w.now, "bob", env, Waiter::Loop, None, &mut w.net)
+        .unwrap();
+    let phone = w.connect("bob", "phone", 1, 1);
+    assert_eq!(w.write(phone), 1);
+    let results = w.results.lock().unwrap();
+    let (_, replay) = results.last().unwrap();
+    assert!(replay.success && replay.replayed, "{replay:?}");
 }

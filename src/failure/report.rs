@@ -43,6 +43,11 @@ impl FailureCounters {
 pub(crate) struct Reporter {
     pool: FailurePool,
     pub counters: FailureCounters,
+    /// Every failure reported, in order, when a test asks for it (the
+    /// simulation reconciles them with results; the handler pool's timing
+    /// is not deterministic, this log is).
+    #[cfg(test)]
+    pub tap: Option<Vec<Failure>>,
 }
 
 impl std::fmt::Debug for Reporter {
@@ -58,6 +63,8 @@ impl Reporter {
         Reporter {
             pool: FailurePool::new(workers, capacity),
             counters: FailureCounters::default(),
+            #[cfg(test)]
+            tap: None,
         }
     }
 
@@ -65,6 +72,10 @@ impl Reporter {
     pub(crate) fn report(&mut self, failure: Failure) {
         self.counters.count(failure.reason);
         log::debug!("failure: {failure}");
+        #[cfg(test)]
+        if let Some(tap) = &mut self.tap {
+            tap.push(failure.clone());
+        }
         self.pool.submit(failure);
     }
 

@@ -114,7 +114,9 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
         conn: ConnId,
     ) {
         match out.tag {
-            Some(tag) => self.engine.failed(self.net.now, tag, reason, &mut self.net),
+            Some(tag) => self
+                .engine
+                .failed(self.net.now, conn, tag, reason, &mut self.net),
             None => {
                 let mut f = Failure::new(reason, user.clone(), None, out.payload);
                 f.client_id = Some(client.clone());

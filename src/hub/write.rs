@@ -59,29 +59,33 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
             }
             conn.write_interest = interest.is_writable();
         }
-        match result {
-            Ok(_) => {}
-            Err(e) => {
-                let reason = match conn.phase {
-                    Phase::Closing {
-                        reason: Some(r), ..
-                    } => r,
-                    _ => DisconnectReason::Io(e.kind()),
-                };
-                self.remove_conn(key, reason);
-                return;
-            }
-        }
-        // With TLS, the close is sent once its record left rustls too.
-        let close_sent = conn.outbox.close_sent() && !transport::wants_write(conn);
-        // Settle deliveries after the write (it may end an attempt), then
-        // let the backlog into the room the write made.
+        let outcome = match result {
+            // With TLS, the close is sent once its record left rustls too.
+            Ok(_) => Ok(conn.outbox.close_sent() && !transport::wants_write(conn)),
+            Err(e) => Err(match conn.phase {
+                Phase::Closing {
+                    reason: Some(r), ..
+                } => r,
+                _ => DisconnectReason::Io(e.kind()),
+            }),
+        };
+        // Settle deliveries after the write (it may end an attempt), also
+        // when a later write of this flush failed: those frames reached the
+        // socket, and their tags are this connection's alone.
         let now = self.net.now;
         for i in 0..self.written.len() {
             let tag = self.written[i];
-            self.engine.written(now, tag, &mut self.net);
+            self.engine.written(now, id, tag, &mut self.net);
         }
         self.written.clear();
+        let close_sent = match outcome {
+            Ok(close_sent) => close_sent,
+            Err(reason) => {
+                self.remove_conn(key, reason);
+                return;
+            }
+        };
+        // Then let the backlog into the room the write made.
         if freed && self.engine.has_backlog(id) {
             self.engine.ring_space(now, id, &mut self.net);
         }

@@ -273,7 +273,8 @@ impl<T, const SLOTS: usize> TimerWheel<T, SLOTS> {
     }
 
     /// The pending timer `key` names, unless the key is stale.
-    fn get(&self, key: TimerKey) -> Option<&T> {
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn get(&self, key: TimerKey) -> Option<&T> {
         self.entries
             .get(key.index)
             .filter(|e| e.generation == key.generation)

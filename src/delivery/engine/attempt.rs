@@ -13,6 +13,8 @@ use crate::failure::reason::{FailureReason, TimeoutKind};
 impl<const W: usize> Engine<W> {
     /// Offers the message to every device still missing it.
     pub(super) fn start_attempt(&mut self, now: Instant, id: DeliveryId, net: &mut impl Net) {
+        #[cfg(test)]
+        let retry_taken = self.mutation == super::audit::Mutation::RetryTakenDevices;
         let Some(d) = self.table.get_mut(id) else {
             return;
         };
@@ -29,7 +31,9 @@ impl<const W: usize> Engine<W> {
             .as_deref()
             .or(env.only.as_deref())
             .unwrap_or_default();
-        let (targets, taken) = (&mut d.targets, &d.taken);
+        let (targets, taken) = (&mut d.targets, &d.taken[..]);
+        #[cfg(test)]
+        let taken = if retry_taken { &[] } else { taken };
         net.each_device(&user, &mut |conn, client_id| {
             if (only.is_empty() || &**client_id == only) && !taken.iter().any(|c| c == client_id) {
                 targets.push(DeliveryTarget {
