@@ -250,9 +250,19 @@ impl std::error::Error for DecodeError {}
 /// assert_eq!(p.body(), br#"{"message_type":"text","receiver":"bob","content":"hi"}"#);
 /// assert_eq!(p.frame()[0], 0x81); // FIN + text
 /// ```
+///
+/// For clients that negotiated permessage-deflate the hub makes, once per
+/// send, a compressed twin: its [`frame`](Payload::frame) is the compressed
+/// frame, its [`body`](Payload::body) still the plain message.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Payload {
+    /// The frame as it goes on the wire; for a compressed twin, followed by
+    /// the plain frame it was made from.
     frame: Arc<[u8]>,
+    /// Length of the compressed frame at the start of `frame`; 0 when plain.
+    /// 32 bits keep a ring entry at five words.
+    deflated: u32,
+    /// Header length of the plain frame.
     header_len: u8,
 }
 
@@ -278,7 +288,46 @@ impl Payload {
         Payload {
             // At most 10 bytes (RFC 6455 §5.2).
             header_len: (frame.len() - body.len()) as u8,
+            deflated: 0,
             frame: frame.into(),
+        }
+    }
+
+    /// The compressed twin of this plain data frame: `header` and
+    /// `compressed` (its RSV1 frame) followed by this frame, in one
+    /// allocation. `None` when the compressed frame does not fit the 32-bit
+    /// length (then the plain frame is sent).
+    pub(crate) fn deflated(&self, header: &[u8], compressed: &[u8]) -> Option<Payload> {
+        let wire = u32::try_from(header.len() + compressed.len()).ok()?;
+        let plain = self.frame();
+        let bytes = header.iter().chain(compressed).chain(plain).copied();
+        Some(Payload {
+            // An exact-size iterator: `Arc<[u8]>` is allocated once.
+            frame: bytes.collect(),
+            deflated: wire,
+            header_len: self.header_len,
+        })
+    }
+
+    /// Whether this is a compressed twin.
+    pub(crate) fn is_deflated(&self) -> bool {
+        self.deflated != 0
+    }
+
+    /// Whether both are the same shared frame (not merely equal bytes).
+    pub(crate) fn same(&self, other: &Payload) -> bool {
+        Arc::ptr_eq(&self.frame, &other.frame)
+    }
+
+    /// The opcode of a plain text or binary frame (`None` for raw bytes,
+    /// control frames and compressed twins: nothing to compress).
+    pub(crate) fn data_opcode(&self) -> Option<OpCode> {
+        if self.header_len == 0 || self.is_deflated() {
+            return None;
+        }
+        match OpCode::try_from(self.frame[0] & 0x0F) {
+            Ok(op @ (OpCode::Text | OpCode::Binary)) => Some(op),
+            _ => None,
         }
     }
 
@@ -287,18 +336,23 @@ impl Payload {
     pub(crate) fn raw(bytes: Vec<u8>) -> Payload {
         Payload {
             frame: bytes.into(),
+            deflated: 0,
             header_len: 0,
         }
     }
 
-    /// The whole frame as it goes on the wire.
+    /// The whole frame as it goes on the wire (compressed, for a
+    /// compressed twin).
     pub fn frame(&self) -> &[u8] {
-        &self.frame
+        match self.deflated {
+            0 => &self.frame,
+            wire => &self.frame[..wire as usize],
+        }
     }
 
-    /// The frame's body (the message bytes).
+    /// The frame's body (the message bytes, never compressed).
     pub fn body(&self) -> &[u8] {
-        &self.frame[self.header_len as usize..]
+        &self.frame[self.deflated as usize + self.header_len as usize..]
     }
 
     /// The body as text, if it is valid UTF-8 (text frames always are).
@@ -312,7 +366,7 @@ impl Payload {
 
     /// The body's length in bytes.
     pub fn len(&self) -> usize {
-        self.frame.len() - self.header_len as usize
+        self.body().len()
     }
 
     /// Whether the body is empty.

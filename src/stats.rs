@@ -113,4 +113,9 @@ pub struct Stats {
     pub accept_errors: u64,
     /// Data frames waiting in all rings now.
     pub queued: u64,
+    /// Upgrades that negotiated permessage-deflate.
+    pub deflate_negotiated: u64,
+    /// Outbound messages compressed: one per send however many of its
+    /// recipients negotiated compression (a broadcast counts once).
+    pub deflate_compressed: u64,
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::values;
+use super::{CompressionConfig, values};
 use crate::retry::RetryPolicy;
 
 /// Built-in HTTP endpoints served on the hub's own port.
@@ -188,6 +188,8 @@ pub struct HubConfig {
     pub ws_path: String,
     /// Health and metrics endpoints.
     pub health: HealthConfig,
+    /// permessage-deflate.
+    pub compression: CompressionConfig,
 }
 
 impl Default for HubConfig {
@@ -218,6 +220,7 @@ impl Default for HubConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             ws_path: "/ws".to_owned(),
             health: HealthConfig::default(),
+            compression: CompressionConfig::default(),
         }
     }
 }

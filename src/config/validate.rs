@@ -31,6 +31,7 @@ impl HubConfig {
         self.check_durations()?;
         self.check_counts()?;
         self.check_frame_size()?;
+        self.compression.validate()?;
         self.check_paths()
     }
 

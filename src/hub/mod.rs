@@ -7,6 +7,7 @@
 
 mod accept;
 mod close;
+mod deflate;
 mod deliver;
 mod frames;
 mod handshake;
@@ -133,6 +134,8 @@ pub struct Hub<const QUEUE: usize = DEFAULT_QUEUE, const WHEEL: usize = DEFAULT_
     auth: Box<dyn Authenticator>,
     pages: Vec<Page>,
     scratch: Box<[u8]>,
+    /// Inflates every connection's compressed messages (permessage-deflate).
+    inflater: crate::ws::deflate::Inflater,
     events: VecDeque<HubEvent>,
     /// Connections with unread input left over by the read budget.
     read_again: Vec<usize>,
@@ -215,11 +218,12 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
             commands,
             handle,
             shutdown_requested,
-            net: Conns::new(slots, max, config.send_timeout, now),
+            net: Conns::new(slots, max, &config, now),
             engine,
             auth: Box::new(QueryAuthenticator),
             pages: Vec::new(),
             scratch: vec![0; SCRATCH].into_boxed_slice(),
+            inflater: crate::ws::deflate::Inflater::new(),
             events: VecDeque::with_capacity(64),
             read_again: Vec::with_capacity(slots),
             read_spare: Vec::with_capacity(slots),
@@ -322,6 +326,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
             .filter_map(|k| self.net.conns.get(k))
             .map(|c| c.outbox.len() as u64)
             .sum();
+        s.deflate_compressed = self.net.twins.compressed;
         self.engine.fill_stats(&mut s);
         s
     }
@@ -341,6 +346,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
     /// ready; drain [`next_event`](Self::next_event) afterwards.
     pub fn poll(&mut self, timeout: Option<Duration>) -> std::io::Result<()> {
         self.net.now = Instant::now();
+        self.net.twins.forget();
         self.flush_dirty();
         let timeout = self.poll_timeout(timeout);
         match self.poll.poll(&mut self.mio_events, timeout) {
