@@ -34,7 +34,9 @@ pub struct CompressionConfig {
     /// JSON shrinks several times).
     pub enabled: bool,
     /// Messages shorter than this (in bytes; a size: `256B`) go uncompressed
-    /// even to clients that negotiated compression.
+    /// even to clients that negotiated compression; longer ones always go
+    /// compressed to them (so set it high, or turn compression off, when
+    /// messages are already compressed data).
     ///
     /// Default: 256 bytes. Below that deflate saves a few dozen bytes at best
     /// (small JSON shrinks by about a quarter) for the cost of compressing

@@ -11,10 +11,10 @@
 //!   its window: nothing in our messages refers back to it), and it makes the
 //!   compressed frame the same for every recipient, so a broadcast is
 //!   compressed once. A client that limits our window to `2^N` bytes
-//!   (`server_max_window_bits=N`) gets compressed frames only for messages of
-//!   at most `2^N` bytes: no back-reference in such a message can reach
-//!   further than its own start. Longer ones go to it uncompressed, which
-//!   RFC 7692 allows message by message (RSV1 clear).
+//!   (`server_max_window_bits=N`) needs nothing else for messages of at most
+//!   `2^N` bytes (no back-reference can reach further than the message's
+//!   start); longer ones are compressed for it in `2^N`-byte pieces, each
+//!   from a reset state, once per send and window size.
 //! * **Inbound**: the answer always carries `client_no_context_takeover`,
 //!   which every client must honour (RFC 7692 §7.1.1.2), so each message is
 //!   inflated from a reset decompressor into the one hub-wide buffer, which
@@ -54,7 +54,7 @@ const KEEP_INFLATED: usize = 64 << 10;
 /// let n = negotiate(["permessage-deflate; client_max_window_bits"]).unwrap();
 /// assert_eq!(n, Negotiated { server_max_window_bits: None, server_no_context_takeover: false });
 /// assert_eq!(n.response(), "permessage-deflate; client_no_context_takeover");
-/// assert!(n.fits(1 << 20));
+/// assert_eq!(n.window_for(1 << 20), 15);
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Negotiated {
@@ -82,19 +82,21 @@ impl Negotiated {
         out
     }
 
-    /// Whether a message of `len` bytes may go compressed to this client:
-    /// always, unless it limited our window below the message's length.
+    /// The window (in bits) to compress a message of `len` bytes with for
+    /// this client: 15 unless it limited our window below the message's
+    /// length (a message within the window compresses the same either way,
+    /// so one compressed frame serves every such client).
     ///
     /// ```
     /// use wshub::__private::ws::deflate::Negotiated;
     /// let small = Negotiated { server_max_window_bits: Some(9), server_no_context_takeover: true };
-    /// assert!(small.fits(512));
-    /// assert!(!small.fits(513));
+    /// assert_eq!(small.window_for(512), 15);
+    /// assert_eq!(small.window_for(513), 9);
     /// ```
-    pub fn fits(&self, len: usize) -> bool {
+    pub fn window_for(&self, len: usize) -> u8 {
         match self.server_max_window_bits {
-            None | Some(15..) => true,
-            Some(bits) => len <= 1 << bits,
+            Some(bits @ ..15) if len > 1 << bits => bits,
+            _ => 15,
         }
     }
 }
@@ -343,11 +345,38 @@ impl Deflater {
     /// Compresses `data` as one message and appends the frame payload (the
     /// stream without its 4-byte tail) to `out`.
     pub fn compress(&mut self, data: &[u8], out: &mut Vec<u8>) {
-        self.z.reset();
+        self.compress_windowed(data, 15, out);
+    }
+
+    /// Like [`compress`](Deflater::compress), for a client that limited our
+    /// window to `2^window_bits` bytes: the message is compressed in pieces
+    /// of that size, each from a reset state, so no back-reference reaches
+    /// further back than the window. Each piece ends byte-aligned (sync
+    /// flush), so the pieces concatenate into one valid deflate stream.
+    ///
+    /// ```
+    /// use wshub::__private::ws::deflate::{Deflater, Inflater};
+    /// let mut out = Vec::new();
+    /// Deflater::new(6).compress_windowed(&[7; 2000], 9, &mut out);
+    /// assert_eq!(Inflater::new().inflate(&out, 2000).unwrap(), &[7; 2000][..]);
+    /// ```
+    pub fn compress_windowed(&mut self, data: &[u8], window_bits: u8, out: &mut Vec<u8>) {
         let start = out.len();
-        // Deflate can grow incompressible input by a few bytes per 16 KiB
-        // block; the loop below grows the buffer if even that is short.
-        out.reserve(data.len() + data.len() / 1024 + 32);
+        let piece = 1usize << window_bits.clamp(8, 15);
+        // Deflate can grow incompressible input by a few bytes per block.
+        out.reserve(data.len() + data.len() / 256 + 32);
+        self.piece(&data[..data.len().min(piece)], out);
+        for chunk in data.chunks(piece).skip(1) {
+            self.piece(chunk, out);
+        }
+        // A sync flush always ends with the empty stored block.
+        debug_assert!(out[start..].ends_with(&TAIL));
+        out.truncate(out.len() - TAIL.len());
+    }
+
+    /// Compresses `data` from a reset state and sync-flushes it.
+    fn piece(&mut self, data: &[u8], out: &mut Vec<u8>) {
+        self.z.reset();
         let mut input = data;
         loop {
             let before = self.z.total_in();
@@ -355,13 +384,10 @@ impl Deflater {
             input = &input[(self.z.total_in() - before) as usize..];
             let room = out.len() < out.capacity();
             if input.is_empty() && room && status.is_ok() {
-                break;
+                return;
             }
             out.reserve(out.capacity().max(64));
         }
-        // A sync flush always ends with the empty stored block.
-        debug_assert!(out[start..].ends_with(&TAIL));
-        out.truncate(out.len() - TAIL.len());
     }
 }
 
