@@ -73,8 +73,9 @@ impl std::error::Error for HandshakeError {}
 /// Checks a WebSocket opening handshake (RFC 6455 §4.2.1) and returns the
 /// `Sec-WebSocket-Accept` value for [`write_switching_protocols`](super::write_switching_protocols).
 ///
-/// Subprotocols and extensions the client offers are ignored: not echoing
-/// them declines them, which every client must accept.
+/// Subprotocols the client offers are ignored: not echoing them declines
+/// them, which every client must accept. Extensions are answered separately
+/// ([`negotiate_deflate`]).
 ///
 /// ```
 /// use wshub::__private::ws::{parse_request, websocket_accept};
