@@ -168,6 +168,57 @@ fn route(c: &mut Criterion) {
     }
 }
 
+/// A chat message of about 1 KB, JSON as go-wsc clients send it.
+fn chat_json() -> Vec<u8> {
+    let mut m = Message::text("bob", "");
+    m.content = (0..12)
+        .map(|i| {
+            format!(
+                "line {i}: the sensor in room {} reads {}.{} C; ",
+                i * 7,
+                20 + i,
+                i
+            )
+        })
+        .collect();
+    m.data = Some(serde_json::json!({"room": "lab", "tags": ["a", "b"], "seq": 42}));
+    m.message_id = "3f2a9c0e7d1b4a5f".into();
+    m.sender = "alice".into();
+    m.create_at = "2026-11-30T16:00:00.000Z".into();
+    serde_json::to_vec(&m).unwrap()
+}
+
+/// permessage-deflate: the cost and ratio of the shared compressor at each
+/// level, and of inflating (sizes are printed once).
+fn deflate(c: &mut Criterion) {
+    use wshub::__private::ws::deflate::{Deflater, Inflater};
+    let json = chat_json();
+    let mut out = Vec::new();
+    for level in [1, 3, 6, 9] {
+        let mut d = Deflater::new(level);
+        out.clear();
+        d.compress(&json, &mut out);
+        println!("deflate level {level}: {} B -> {} B", json.len(), out.len());
+        c.bench_function(&format!("deflate/compress_1k_json_level{level}"), |b| {
+            b.iter(|| {
+                out.clear();
+                d.compress(black_box(&json), &mut out);
+            })
+        });
+    }
+    let mut compressed = Vec::new();
+    Deflater::new(3).compress(&json, &mut compressed);
+    let mut inflater = Inflater::new();
+    c.bench_function("deflate/inflate_1k_json", |b| {
+        b.iter(|| {
+            inflater
+                .inflate(black_box(&compressed), 1 << 20)
+                .unwrap()
+                .len()
+        })
+    });
+}
+
 criterion_group!(
     benches,
     ring,
@@ -175,6 +226,7 @@ criterion_group!(
     next_deadline_far,
     backoff,
     encode,
-    route
+    route,
+    deflate
 );
 criterion_main!(benches);

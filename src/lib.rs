@@ -85,10 +85,12 @@ pub mod __private {
     /// The WebSocket protocol layer: frames, the decoder, encoders and the
     /// HTTP upgrade.
     pub mod ws {
+        pub use crate::ws::deflate;
         pub use crate::ws::http::{
             HandshakeError, HttpError, head_worth_parsing, parse_request, percent_decode,
             websocket_accept, write_error, write_response, write_switching_protocols,
         };
+        pub use crate::ws::http::{negotiate_deflate, write_switching_protocols_with};
         pub use crate::ws::{
             CloseFrame, Decoder, Feed, Frame, Limits, OpCode, ProtocolError, apply_mask,
             encode_close, encode_frame, encode_header,

@@ -155,4 +155,9 @@ pub struct Stats {
     pub reserved_types: u64,
     /// Bytes held now in partial HTTP heads, frames and messages.
     pub buffered_bytes: u64,
+    /// Upgrades that negotiated permessage-deflate.
+    pub deflate_negotiated: u64,
+    /// Outbound messages compressed: one per send however many of its
+    /// recipients negotiated compression (a broadcast counts once).
+    pub deflate_compressed: u64,
 }

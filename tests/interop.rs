@@ -1,6 +1,7 @@
 //! Interop with independent clients and a real browser, over loopback:
 //! Python `websockets`, Node `ws`, and headless Chromium driven by
-//! playwright-core on the demo page of `examples/server.rs`.
+//! playwright-core on the demo page of `examples/server.rs`. All three
+//! negotiate permessage-deflate, and each test checks that they did.
 //!
 //! The clients live in `tests/interop/` (`npm ci` there installs `ws` and
 //! `playwright-core`; `pip install websockets`; Debian's `chromium`). `.ci/run`
@@ -156,6 +157,11 @@ fn exchange(program: &str, script: &str, user: &str, tls: Option<&TlsFiles>) {
     let stats = hub.stop();
     assert_eq!(stats.invalid_messages, 0, "the hub refused a message");
     assert_eq!(stats.protocol_errors, 0);
+    assert_eq!(
+        stats.deflate_negotiated, 1,
+        "permessage-deflate not negotiated"
+    );
+    assert!(stats.deflate_compressed >= 1, "no compressed message sent");
 }
 
 #[test]

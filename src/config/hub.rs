@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use super::TlsConfig;
 use super::security::AuthConfig;
-use super::values;
+use super::{CompressionConfig, values};
 use crate::retry::RetryPolicy;
 
 /// Built-in HTTP endpoints served on the hub's own port.
@@ -250,6 +250,8 @@ pub struct HubConfig {
     /// fits while a trickle attack cannot grow memory without bound.
     #[serde(deserialize_with = "values::optional_size")]
     pub max_buffered_bytes: Option<usize>,
+    /// permessage-deflate.
+    pub compression: CompressionConfig,
 }
 
 impl Default for HubConfig {
@@ -291,6 +293,7 @@ impl Default for HubConfig {
             admin_listen: None,
             max_connections_per_ip: 256,
             max_buffered_bytes: None,
+            compression: CompressionConfig::default(),
         }
     }
 }

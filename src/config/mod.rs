@@ -44,6 +44,10 @@
 //!   max_groups_per_connection: 16  # also a user's standing memberships
 //!   listen: 127.0.0.1:8080       # alias: addr
 //!   ws_path: /ws
+//!   compression:               # permessage-deflate (RFC 7692)
+//!     enabled: true
+//!     min_size: 256B             # smaller messages go uncompressed
+//!     level: 3                   # zlib level 0-9
 //!   health:
 //!     enabled: true
 //!     failure_stats_path: /health/failure-stats
@@ -84,6 +88,7 @@
 //! |---|---|
 //! | `hub.rs` | [`HubConfig`] and [`HealthConfig`]: the keys, their docs and defaults |
 //! | `security.rs` | [`AuthConfig`]: the `auth:` section |
+//! | `compression.rs` | [`CompressionConfig`], the `compression:` section |
 //! | `retry_keys.rs` | the retry policy's keys and their defaulting rules |
 //! | `values.rs` | how durations, byte sizes and addresses are spelled |
 //! | `file.rs` | [`ConfigFormat`] and reading a file's `wsc:` section |
@@ -91,6 +96,7 @@
 //! | `error.rs` | [`ConfigError`] |
 //! | `view.rs` | [`RetryConfigView`], the `/health/retry-config` document |
 
+mod compression;
 mod error;
 mod file;
 mod hub;
@@ -101,6 +107,7 @@ mod validate;
 mod values;
 mod view;
 
+pub use compression::CompressionConfig;
 pub use error::ConfigError;
 pub use file::ConfigFormat;
 pub use hub::{HealthConfig, HubConfig};

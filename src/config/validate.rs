@@ -32,6 +32,7 @@ impl HubConfig {
         self.check_counts()?;
         self.check_frame_size()?;
         self.check_paths()?;
+        self.compression.validate()?;
         self.check_auth()
     }
 

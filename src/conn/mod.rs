@@ -19,6 +19,7 @@ use crate::conn::outbox::Outbox;
 use crate::event::{ConnId, DisconnectReason};
 use crate::util::timer::TimerKey;
 use crate::ws::Decoder;
+use crate::ws::deflate::Negotiated;
 
 /// Where a connection is in its life.
 #[derive(Debug)]
@@ -62,6 +63,9 @@ pub(crate) struct Conn<const Q: usize> {
     /// Set once the handshake has authenticated the client.
     pub identity: Option<Identity>,
     pub decoder: Decoder,
+    /// permessage-deflate as negotiated in the handshake; no compression
+    /// state lives here (the hub's codec is shared).
+    pub deflate: Option<Negotiated>,
     pub outbox: Outbox<Q>,
     /// Last time any byte arrived, for the idle timeout.
     pub last_seen: Instant,

@@ -124,6 +124,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
                     .unwrap_or(self.config.max_message_size),
                 max_message_size: self.config.max_message_size,
             }),
+            deflate: None,
             outbox: Outbox::new(),
             last_seen: self.net.now,
             timers: ConnTimers {

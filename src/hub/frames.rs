@@ -218,6 +218,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
         let Hub {
             net,
             scratch,
+            inflater,
             events,
             stats,
             config,
@@ -251,7 +252,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
             json: *json_protocol,
         };
         let mut after = After::Nothing;
-        let mut feed = decoder.feed(&mut scratch[..n]);
+        let mut feed = decoder.feed_inflating(&mut scratch[..n], inflater);
         loop {
             match feed.next_frame() {
                 Ok(Some(frame)) => {

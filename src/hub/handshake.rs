@@ -9,6 +9,7 @@ use crate::delivery::ids::IdBuf;
 use crate::event::{DisconnectReason, HubEvent};
 use crate::message::Payload;
 use crate::util::escape::Esc;
+use crate::ws::deflate::Negotiated;
 use crate::ws::http::{self, Request};
 
 /// Content type of the hub's plain-text answers.
@@ -115,7 +116,12 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
                     .conn_replaced(self.net.now, old_id, id, &mut self.net);
             }
         }
-        self.open_conn(key, &accept, identity);
+        let deflate = self
+            .config
+            .compression
+            .enabled
+            .then(|| http::negotiate_deflate(req));
+        self.open_conn(key, &accept, identity, deflate.flatten());
         self.groups_on_open(key, group);
         if !early.is_empty() {
             // Frames the client sent before seeing our 101.
@@ -176,11 +182,21 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
 
     /// The upgrade is accepted: 101, timers, registry, and the engine's
     /// resends and replays for the user.
-    fn open_conn(&mut self, key: usize, accept: &str, identity: Identity) {
+    fn open_conn(
+        &mut self,
+        key: usize,
+        accept: &str,
+        identity: Identity,
+        deflate: Option<Negotiated>,
+    ) {
         let mut resp = Vec::with_capacity(160);
-        http::write_switching_protocols(&mut resp, accept);
+        let extensions = deflate.map(|d| d.response());
+        http::write_switching_protocols_with(&mut resp, accept, extensions.as_deref());
         let conn = &mut self.net.conns[key];
         let id = conn.id;
+        conn.deflate = deflate;
+        self.stats.deflate_negotiated += u64::from(deflate.is_some());
+        conn.decoder.set_deflate(deflate.is_some());
         conn.outbox.push_control(Payload::raw(resp));
         conn.phase = Phase::Open;
         conn.identity = Some(identity.clone());

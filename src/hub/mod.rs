@@ -7,6 +7,7 @@
 
 mod accept;
 mod close;
+mod deflate;
 mod deliver;
 mod frames;
 mod groups;
@@ -154,6 +155,8 @@ pub struct Hub<const QUEUE: usize = DEFAULT_QUEUE, const WHEEL: usize = DEFAULT_
     auth: Box<dyn Authenticator>,
     pages: Vec<Page>,
     scratch: Box<[u8]>,
+    /// Inflates every connection's compressed messages (permessage-deflate).
+    inflater: crate::ws::deflate::Inflater,
     events: VecDeque<HubEvent>,
     /// Connections with unread input left over by the read budget.
     read_again: Vec<usize>,
@@ -279,11 +282,12 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
             commands,
             handle,
             shutdown_requested,
-            net: Conns::new(slots, max, config.send_timeout, now),
+            net: Conns::new(slots, max, &config, now),
             engine,
             auth,
             pages: Vec::new(),
             scratch: vec![0; SCRATCH].into_boxed_slice(),
+            inflater: crate::ws::deflate::Inflater::new(),
             events: VecDeque::with_capacity(64),
             read_again: Vec::with_capacity(slots),
             read_spare: Vec::with_capacity(slots),
@@ -409,6 +413,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
             .filter_map(|k| self.net.conns.get(k))
             .map(|c| c.outbox.len() as u64)
             .sum();
+        s.deflate_compressed = self.net.twins.compressed;
         self.engine.fill_stats(&mut s);
         s.relay_pool_misses = self.relay.pool_misses();
         self.fill_group_stats(&mut s);
@@ -430,6 +435,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
     /// ready; drain [`next_event`](Self::next_event) afterwards.
     pub fn poll(&mut self, timeout: Option<Duration>) -> std::io::Result<()> {
         self.net.now = Instant::now();
+        self.net.twins.forget();
         self.flush_dirty();
         let timeout = self.poll_timeout(timeout);
         match self.poll.poll(&mut self.mio_events, timeout) {

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 use slab::Slab;
 
 use super::TimerEvent;
+use super::deflate::Twins;
+use crate::config::HubConfig;
 use crate::conn::Conn;
 use crate::conn::outbox::Outbound;
 use crate::conn::registry::Registry;
@@ -31,10 +33,13 @@ pub(crate) struct Conns<const QUEUE: usize, const WHEEL: usize> {
     pub now: Instant,
     started: Instant,
     send_timeout: u32,
+    /// Compressed twins of this turn's sends, for connections that
+    /// negotiated permessage-deflate.
+    pub twins: Twins,
 }
 
 impl<const QUEUE: usize, const WHEEL: usize> Conns<QUEUE, WHEEL> {
-    pub(super) fn new(slots: usize, users: usize, send_timeout: Duration, now: Instant) -> Self {
+    pub(super) fn new(slots: usize, users: usize, config: &HubConfig, now: Instant) -> Self {
         Conns {
             conns: Slab::with_capacity(slots),
             registry: Registry::with_capacity(users),
@@ -43,7 +48,8 @@ impl<const QUEUE: usize, const WHEEL: usize> Conns<QUEUE, WHEEL> {
             dirty: Vec::with_capacity(slots),
             now,
             started: now,
-            send_timeout: millis(send_timeout),
+            send_timeout: millis(config.send_timeout),
+            twins: Twins::new(&config.compression),
         }
     }
 
@@ -83,7 +89,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Conns<QUEUE, WHEEL> {
             return false;
         };
         let out = Outbound {
-            payload: payload.clone(),
+            payload: self.twins.pick(payload, conn.deflate),
             enqueued,
             tag,
         };

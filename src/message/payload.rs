@@ -18,6 +18,10 @@ use crate::ws::{self, OpCode};
 /// assert_eq!(p.body(), br#"{"message_type":"text","receiver":"bob","content":"hi"}"#);
 /// assert_eq!(p.frame()[0], 0x81); // FIN + text
 /// ```
+///
+/// For clients that negotiated permessage-deflate the hub makes, once per
+/// send, a compressed twin: its [`frame`](Payload::frame) is the compressed
+/// frame, its [`body`](Payload::body) still the plain message.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Payload {
     // An `Arc<Vec>` rather than an `Arc<[u8]>`: one word in every ring
@@ -25,9 +29,14 @@ pub struct Payload {
     // a buffer the hub can reuse once every recipient has written it (see
     // `FramePool`).
     frame: Arc<Vec<u8>>,
+    /// Length of the compressed frame at the start of the frame; 0 when
+    /// plain. (A compressed twin is the compressed frame followed by the
+    /// plain one it was made from.) 32 bits keep a ring entry at 32 bytes.
+    deflated: u32,
     /// Where the frame starts in the buffer (pooled buffers keep room for
     /// the longest header in front of the body).
     offset: u8,
+    /// Header length of the plain frame.
     header_len: u8,
 }
 
@@ -53,6 +62,7 @@ impl Payload {
         Payload {
             // At most 10 bytes (RFC 6455 §5.2).
             header_len: (frame.len() - body.len()) as u8,
+            deflated: 0,
             offset: 0,
             frame: Arc::new(frame),
         }
@@ -63,19 +73,66 @@ impl Payload {
     pub(crate) fn raw(bytes: Vec<u8>) -> Payload {
         Payload {
             frame: Arc::new(bytes),
+            deflated: 0,
             offset: 0,
             header_len: 0,
         }
     }
 
+    /// The compressed twin of this plain data frame: `header` and
+    /// `compressed` (its RSV1 frame) followed by this frame, in one
+    /// allocation. `None` when the compressed frame does not fit the 32-bit
+    /// length (then the plain frame is sent).
+    pub(crate) fn deflated(&self, header: &[u8], compressed: &[u8]) -> Option<Payload> {
+        let wire = u32::try_from(header.len() + compressed.len()).ok()?;
+        let plain = self.frame();
+        let mut bytes = Vec::with_capacity(header.len() + compressed.len() + plain.len());
+        bytes.extend_from_slice(header);
+        bytes.extend_from_slice(compressed);
+        bytes.extend_from_slice(plain);
+        Some(Payload {
+            frame: Arc::new(bytes),
+            deflated: wire,
+            offset: 0,
+            header_len: self.header_len,
+        })
+    }
+
+    /// Whether this is a compressed twin.
+    pub(crate) fn is_deflated(&self) -> bool {
+        self.deflated != 0
+    }
+
+    /// Whether both are the same shared frame (not merely equal bytes).
+    pub(crate) fn same(&self, other: &Payload) -> bool {
+        Arc::ptr_eq(&self.frame, &other.frame) && self.offset == other.offset
+    }
+
+    /// The opcode of a plain text or binary frame (`None` for raw bytes,
+    /// control frames and compressed twins: nothing to compress).
+    pub(crate) fn data_opcode(&self) -> Option<OpCode> {
+        if self.header_len == 0 || self.is_deflated() {
+            return None;
+        }
+        match OpCode::try_from(self.frame()[0] & 0x0F) {
+            Ok(op @ (OpCode::Text | OpCode::Binary)) => Some(op),
+            _ => None,
+        }
+    }
+
     /// The whole frame as it goes on the wire.
     pub fn frame(&self) -> &[u8] {
-        &self.frame[usize::from(self.offset)..]
+        let start = usize::from(self.offset);
+        match self.deflated {
+            0 => &self.frame[start..],
+            wire => &self.frame[start..start + wire as usize],
+        }
     }
 
     /// The frame's body (the message bytes).
     pub fn body(&self) -> &[u8] {
-        &self.frame[usize::from(self.offset) + usize::from(self.header_len)..]
+        &self.frame
+            [usize::from(self.offset) + self.deflated as usize + usize::from(self.header_len)..]
     }
 
     /// The body as text, if it is valid UTF-8 (text frames always are).
@@ -89,7 +146,10 @@ impl Payload {
 
     /// The body's length in bytes.
     pub fn len(&self) -> usize {
-        self.frame.len() - usize::from(self.offset) - usize::from(self.header_len)
+        self.frame.len()
+            - usize::from(self.offset)
+            - self.deflated as usize
+            - usize::from(self.header_len)
     }
 
     /// Whether the body is empty.
@@ -157,6 +217,7 @@ impl FramePool {
             };
             return Payload {
                 frame: slot.clone(),
+                deflated: 0,
                 offset,
                 header_len,
             };
@@ -171,6 +232,7 @@ impl FramePool {
         }
         Payload {
             frame,
+            deflated: 0,
             offset,
             header_len,
         }

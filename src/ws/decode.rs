@@ -6,6 +6,7 @@ use std::fmt;
 use std::ops::Range;
 use std::str;
 
+use super::deflate::Inflater;
 use super::header::{Header, Parsed, parse_header};
 use super::utf8::Utf8Validator;
 use super::{CloseCode, CloseFrame, Frame, OpCode, ProtocolError, apply_mask};
@@ -57,6 +58,8 @@ impl Default for Limits {
 /// ```
 pub struct Decoder {
     limits: Limits,
+    /// permessage-deflate was negotiated: RSV1 marks compressed messages.
+    deflate: bool,
     /// Set after a close frame or a protocol error: all input is discarded.
     closed: bool,
     /// Raw bytes carried over between feeds, starting with a frame header at
@@ -106,6 +109,7 @@ impl Decoder {
     pub fn new(limits: Limits) -> Decoder {
         Decoder {
             limits,
+            deflate: false,
             closed: false,
             saved: Vec::new(),
             start: 0,
@@ -159,7 +163,47 @@ impl Decoder {
             dec: self,
             input,
             pos: 0,
+            inflater: None,
         }
+    }
+
+    /// Like [`feed`](Decoder::feed), with the (shared) decompressor that
+    /// inflates compressed messages; each is delivered from its buffer,
+    /// inflated and checked against [`Limits::max_message_size`].
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use wshub::__private::ws::deflate::{Deflater, Inflater};
+    /// use wshub::__private::ws::{Decoder, Frame};
+    ///
+    /// let mut body = Vec::new();
+    /// Deflater::new(6).compress(b"Hello", &mut body);
+    /// // A masked (zero key) text frame with RSV1 set.
+    /// let mut wire = [&[0xc1, 0x80 | body.len() as u8, 0, 0, 0, 0][..], &body].concat();
+    /// let mut decoder = Decoder::default();
+    /// decoder.set_deflate(true);
+    /// let mut inflater = Inflater::new();
+    /// let mut feed = decoder.feed_inflating(&mut wire, &mut inflater);
+    /// assert_eq!(feed.next_frame(), Ok(Some(Frame::Text("Hello"))));
+    /// ```
+    pub fn feed_inflating<'a>(
+        &'a mut self,
+        input: &'a mut [u8],
+        inflater: &'a mut Inflater,
+    ) -> Feed<'a> {
+        Feed {
+            dec: self,
+            input,
+            pos: 0,
+            inflater: Some(inflater),
+        }
+    }
+
+    /// Accepts compressed messages (RSV1) from now on: permessage-deflate
+    /// was negotiated. Without it RSV1 is a protocol error.
+    pub fn set_deflate(&mut self, on: bool) {
+        self.deflate = on;
     }
 
     /// Heap bytes currently owned by the decoder, for memory accounting.
@@ -204,7 +248,7 @@ impl Decoder {
     /// appending only the bytes it still lacks from `input[*pos..]`.
     fn step_saved(&mut self, input: &[u8], pos: &mut usize) -> Result<Step, ProtocolError> {
         let have = self.saved.len() - self.start;
-        let h = match parse_header(&self.saved[self.start..])? {
+        let h = match parse_header(&self.saved[self.start..], self.deflate)? {
             Parsed::Complete(h) => h,
             Parsed::Incomplete(_) if *pos == input.len() => return Ok(Step::Done),
             Parsed::Incomplete(needed) => {
@@ -243,7 +287,7 @@ impl Decoder {
     /// place and delivered from there; an incomplete one is carried over.
     fn step_input(&mut self, input: &mut [u8], pos: &mut usize) -> Result<Step, ProtocolError> {
         let rest = &mut input[*pos..];
-        let h = match parse_header(rest)? {
+        let h = match parse_header(rest, self.deflate)? {
             Parsed::Complete(h) if h.frame_len <= rest.len() => h,
             parsed => {
                 // Vet the header before buffering anything behind it.
@@ -315,6 +359,8 @@ pub struct Feed<'a> {
     input: &'a mut [u8],
     /// First byte of `input` not yet consumed.
     pos: usize,
+    /// Inflates compressed messages; without it one is a protocol error.
+    inflater: Option<&'a mut Inflater>,
 }
 
 impl Feed<'_> {
@@ -358,6 +404,20 @@ impl Feed<'_> {
             Source::Saved => &self.dec.saved[event.range],
             Source::Message => &self.dec.msg.buf[..],
         };
+        let payload = match (event.compressed, self.inflater.as_deref_mut()) {
+            (false, _) => Ok(payload),
+            (true, None) => Err(ProtocolError::ReservedBits),
+            (true, Some(inflater)) => inflater
+                .inflate(payload, self.dec.limits.max_message_size)
+                .map_err(ProtocolError::from),
+        };
+        let payload = match payload {
+            Ok(payload) => payload,
+            Err(e) => {
+                self.dec.closed = true;
+                return Err(e);
+            }
+        };
         match to_frame(event.opcode, payload) {
             Ok(frame) => Ok(Some(frame)),
             Err(e) => {
@@ -371,7 +431,9 @@ impl Feed<'_> {
 
     /// Consumes input until a frame is ready for delivery.
     fn advance(&mut self) -> Result<Option<Event>, ProtocolError> {
-        let Feed { dec, input, pos } = self;
+        let Feed {
+            dec, input, pos, ..
+        } = self;
         let dec: &mut Decoder = dec;
         let input: &mut [u8] = input;
         loop {
@@ -394,18 +456,20 @@ impl Feed<'_> {
             };
             let event = match deliver {
                 Deliver::Nothing => continue,
-                Deliver::Payload(opcode) => {
+                Deliver::Payload(opcode, compressed) => {
                     dec.closed = opcode == OpCode::Close;
                     Event {
                         opcode,
                         source,
                         range,
+                        compressed,
                     }
                 }
-                Deliver::Message(opcode) => Event {
+                Deliver::Message(opcode, compressed) => Event {
                     opcode,
                     source: Source::Message,
                     range: 0..0,
+                    compressed,
                 },
             };
             return Ok(Some(event));
@@ -459,16 +523,18 @@ struct Event {
     opcode: OpCode,
     source: Source,
     range: Range<usize>,
+    /// The payload is deflated (RSV1 on the message's first frame).
+    compressed: bool,
 }
 
 /// What a completed frame produces.
 enum Deliver {
     /// A fragment that was added to the message in progress.
     Nothing,
-    /// The frame's own payload, as a frame of this opcode.
-    Payload(OpCode),
-    /// The reassembled message, of this opcode.
-    Message(OpCode),
+    /// The frame's own payload, as a frame of this opcode; compressed or not.
+    Payload(OpCode, bool),
+    /// The reassembled message, of this opcode; compressed or not.
+    Message(OpCode, bool),
 }
 
 /// State of the fragmented message in progress, if any.
@@ -476,6 +542,9 @@ enum Deliver {
 struct Assembly {
     /// `Text` or `Binary` while a fragmented message is in progress.
     kind: Option<OpCode>,
+    /// The message in progress is compressed: its text is checked once
+    /// inflated, not fragment by fragment.
+    compressed: bool,
     /// Unmasked payload received so far.
     buf: Vec<u8>,
     /// Lets invalid text fail on the fragment where it goes wrong instead of
@@ -489,8 +558,8 @@ impl Assembly {
     /// Whether `h` carries (part of) a text message.
     fn is_text(&self, h: &Header) -> bool {
         match h.opcode {
-            OpCode::Text => true,
-            OpCode::Continuation => self.kind == Some(OpCode::Text),
+            OpCode::Text => !h.rsv1,
+            OpCode::Continuation => self.kind == Some(OpCode::Text) && !self.compressed,
             _ => false,
         }
     }
@@ -504,7 +573,7 @@ impl Assembly {
         prechecked: bool,
     ) -> Result<Deliver, ProtocolError> {
         match h.opcode {
-            opcode if opcode.is_control() => Ok(Deliver::Payload(opcode)),
+            opcode if opcode.is_control() => Ok(Deliver::Payload(opcode, false)),
             OpCode::Continuation => {
                 self.append(payload, prechecked)?;
                 if !h.fin {
@@ -515,15 +584,17 @@ impl Assembly {
                 self.utf8 = Utf8Validator::default();
                 self.delivered = true;
                 let kind = self.kind.take();
-                kind.map(Deliver::Message)
+                let compressed = std::mem::take(&mut self.compressed);
+                kind.map(|k| Deliver::Message(k, compressed))
                     .ok_or(ProtocolError::UnexpectedContinuation)
             }
             opcode if h.fin => {
                 self.utf8 = Utf8Validator::default();
-                Ok(Deliver::Payload(opcode))
+                Ok(Deliver::Payload(opcode, h.rsv1))
             }
             opcode => {
                 self.kind = Some(opcode);
+                self.compressed = h.rsv1;
                 self.append(payload, prechecked)?;
                 Ok(Deliver::Nothing)
             }
@@ -531,7 +602,7 @@ impl Assembly {
     }
 
     fn append(&mut self, payload: &[u8], prechecked: bool) -> Result<(), ProtocolError> {
-        if !prechecked && self.kind == Some(OpCode::Text) {
+        if !prechecked && self.kind == Some(OpCode::Text) && !self.compressed {
             self.utf8.feed(payload)?;
         }
         self.buf.extend_from_slice(payload);

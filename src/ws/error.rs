@@ -26,7 +26,8 @@ use super::CloseCode;
 pub enum ProtocolError {
     /// A client frame without a mask.
     UnmaskedFrame,
-    /// RSV1, RSV2 or RSV3 set, though no extension was negotiated.
+    /// RSV2 or RSV3 set, or RSV1 where permessage-deflate does not allow it
+    /// (not negotiated, a control frame, a continuation frame).
     ReservedBits,
     /// An opcode reserved for future use.
     ReservedOpcode(u8),
@@ -51,11 +52,13 @@ pub enum ProtocolError {
     InvalidCloseCode(u16),
     /// A close frame with a one-byte payload.
     InvalidClosePayload,
+    /// A compressed message whose deflate data is corrupt (permessage-deflate).
+    InvalidCompressedData,
 }
 
 impl ProtocolError {
     /// The close code to fail the connection with: [`CloseCode::INVALID`]
-    /// (1007) for invalid UTF-8, [`CloseCode::SIZE`] (1009) for oversized
+    /// (1007) for invalid UTF-8 or corrupt compressed data, [`CloseCode::SIZE`] (1009) for oversized
     /// frames and messages, [`CloseCode::PROTOCOL`] (1002) for everything
     /// else.
     ///
@@ -71,7 +74,7 @@ impl ProtocolError {
     /// ```
     pub fn close_code(&self) -> CloseCode {
         match self {
-            ProtocolError::InvalidUtf8 => CloseCode::INVALID,
+            ProtocolError::InvalidUtf8 | ProtocolError::InvalidCompressedData => CloseCode::INVALID,
             ProtocolError::FrameTooLarge | ProtocolError::MessageTooLarge => CloseCode::SIZE,
             _ => CloseCode::PROTOCOL,
         }
@@ -100,6 +103,7 @@ impl fmt::Display for ProtocolError {
             ProtocolError::InvalidUtf8 => f.write_str("invalid UTF-8 in text"),
             ProtocolError::InvalidCloseCode(code) => write!(f, "invalid close code {code}"),
             ProtocolError::InvalidClosePayload => f.write_str("close frame with a 1-byte payload"),
+            ProtocolError::InvalidCompressedData => f.write_str("corrupt compressed message"),
         }
     }
 }

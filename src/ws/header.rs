@@ -8,6 +8,8 @@ use super::{OpCode, ProtocolError};
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Header {
     pub(super) fin: bool,
+    /// RSV1: the first frame of a compressed message (permessage-deflate).
+    pub(super) rsv1: bool,
     pub(super) opcode: OpCode,
     pub(super) mask: [u8; 4],
     pub(super) header_len: usize,
@@ -28,18 +30,24 @@ pub(super) enum Parsed {
     Incomplete(usize),
 }
 
-/// Parses and checks the stateless rules of a client frame header.
+/// Parses and checks the stateless rules of a client frame header; RSV1 is
+/// accepted on the first frame of a data message when `deflate` (RFC 7692
+/// §6: never on control or continuation frames).
 ///
 /// Each byte is checked as soon as it is there, so garbage is rejected
 /// before anything behind it is buffered.
-pub(super) fn parse_header(buf: &[u8]) -> Result<Parsed, ProtocolError> {
+pub(super) fn parse_header(buf: &[u8], deflate: bool) -> Result<Parsed, ProtocolError> {
     let Some(&b0) = buf.first() else {
         return Ok(Parsed::Incomplete(2));
     };
-    if b0 & 0x70 != 0 {
+    if b0 & 0x30 != 0 {
         return Err(ProtocolError::ReservedBits);
     }
     let opcode = OpCode::try_from(b0 & 0x0F)?;
+    let rsv1 = b0 & 0x40 != 0;
+    if rsv1 && !(deflate && matches!(opcode, OpCode::Text | OpCode::Binary)) {
+        return Err(ProtocolError::ReservedBits);
+    }
     let fin = b0 & 0x80 != 0;
     if opcode.is_control() && !fin {
         return Err(ProtocolError::FragmentedControlFrame);
@@ -85,6 +93,7 @@ pub(super) fn parse_header(buf: &[u8]) -> Result<Parsed, ProtocolError> {
     mask.copy_from_slice(&buf[header_len - 4..header_len]);
     Ok(Parsed::Complete(Header {
         fin,
+        rsv1,
         opcode,
         mask,
         header_len,

@@ -15,7 +15,8 @@
 //! (unmasked frames, reserved bits and opcodes, malformed control frames,
 //! fragmentation errors, invalid UTF-8, invalid close codes, oversized
 //! frames) is reported as a [`ProtocolError`] that knows which close code to
-//! answer with. No extensions are supported.
+//! answer with. The one extension is permessage-deflate ([`deflate`]), with
+//! a codec shared by every connection.
 //!
 //! Encoding covers what a server sends: unmasked frames, built with
 //! [`encode_header`], [`encode_frame`] and [`encode_close`].
@@ -92,10 +93,12 @@
 //! | `utf8` | UTF-8 validation across chunk boundaries |
 //! | `mask` | [`apply_mask`] |
 //! | `encode` | server frames: [`encode_header`], [`encode_frame`], [`encode_close`] |
+//! | `deflate` | permessage-deflate: negotiation, the shared [`Deflater`](deflate::Deflater) and [`Inflater`](deflate::Inflater) |
 //! | `http` | the HTTP/1.1 request head, the upgrade, and responses |
 
 mod close;
 mod decode;
+pub mod deflate;
 mod encode;
 mod error;
 mod frame;

@@ -55,6 +55,12 @@ try {
 
   const alice = await open("alice");
   const bob = await open("bob");
+  // Chromium offers permessage-deflate; the hub must have accepted it.
+  const extensions = await alice.evaluate("ws.extensions");
+  if (!extensions.startsWith("permessage-deflate")) {
+    throw new Error(`permessage-deflate not negotiated: ${JSON.stringify(extensions)}`);
+  }
+  console.log(`negotiated: ${extensions}`);
   await send(alice, "bob", "hello bob from alice", true);
   await shows(bob, "in", "alice: hello bob from alice");
   // Bob's page ACKs it; the server tells alice how the delivery went.
@@ -73,6 +79,10 @@ try {
   await shows(alice, "sys", "group lobby: sent to 1 member(s)");
   await alice.click("#ping");
   await shows(alice, "sys", "pong");
+  // Long enough to be compressed both ways.
+  const long = "all work and no play makes jack a dull boy. ".repeat(20);
+  await send(alice, "bob", long, false);
+  await shows(bob, "in", `alice: ${long.trim()}`);
   // The live statistics table is filled from /health/failure-stats.
   await alice.locator("#stats td", { hasText: "retry_successes" }).waitFor();
   for (const [name, page] of [["alice", alice], ["bob", bob]]) {

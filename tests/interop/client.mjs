@@ -4,9 +4,11 @@
 //
 // A `wss://` base URL is verified against the CA file in $WSHUB_CA.
 //
-// Connects as USER, waits for PEER's message (which asks for an ACK), ACKs it,
-// sends a message to PEER, checks that a JSON ping gets a pong (and the ACK
-// no error), and closes with 1000. Exits non-zero, saying why, on any
+// Connects as USER with permessage-deflate (every message compressed, and
+// the hub must accept the offer), waits for PEER's message (which asks for an
+// ACK), ACKs it, sends a message to PEER, checks that a JSON ping gets a pong
+// (and the ACK no error), sends itself a long message and checks it comes
+// back whole, and closes with 1000. Exits non-zero, saying why, on any
 // deviation.
 import { readFileSync } from "node:fs";
 import WebSocket from "ws";
@@ -19,9 +21,18 @@ const fail = (why) => {
 setTimeout(() => fail("timed out"), 10_000).unref();
 
 const options = base.startsWith("wss://") ? { ca: readFileSync(process.env.WSHUB_CA) } : {};
-const ws = new WebSocket(`${base}/ws?user_id=${user}&client_id=${user}-dev`, options);
+const ws = new WebSocket(`${base}/ws?user_id=${user}&client_id=${user}-dev`, {
+  ...options,
+  perMessageDeflate: { threshold: 0 },
+});
+const long = "all work and no play makes jack a dull boy. ".repeat(100);
 let state = "wait-text";
-ws.on("open", () => console.log("connected"));
+ws.on("open", () => {
+  if (!ws.extensions.startsWith("permessage-deflate")) {
+    fail(`permessage-deflate not negotiated: ${JSON.stringify(ws.extensions)}`);
+  }
+  console.log(`connected with ${ws.extensions}`);
+});
 ws.on("error", (e) => fail(`socket error: ${e.message}`));
 ws.on("message", (data, isBinary) => {
   if (isBinary) fail("unexpected binary message");
@@ -46,6 +57,10 @@ ws.on("message", (data, isBinary) => {
     state = "wait-pong";
   } else if (state === "wait-pong") {
     if (msg.message_type !== "pong") fail(`expected pong, got ${data}`);
+    state = "wait-long";
+    ws.send(JSON.stringify({ message_type: "text", receiver: user, content: long }));
+  } else if (state === "wait-long") {
+    if (msg.content !== long) fail(`long message came back as ${data}`);
     state = "closing";
     ws.close(1000, "done");
   } else {

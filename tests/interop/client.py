@@ -4,9 +4,12 @@ usage: client.py WS_BASE_URL USER PEER
 
 A `wss://` base URL is verified against the CA file in $WSHUB_CA.
 
-Connects as USER, waits for PEER's message (which asks for an ACK), ACKs it,
-sends a message to PEER, checks that a JSON ping gets a pong (and the ACK no
-error), and closes with 1000. Exits non-zero, saying why, on any deviation.
+Connects as USER (offering permessage-deflate, as `websockets` does by
+default, and checking the hub accepted it), waits for PEER's message (which
+asks for an ACK), ACKs it, sends a message to PEER, checks that a JSON ping
+gets a pong (and the ACK no error), sends itself a long message (compressed
+both ways) and checks it comes back whole, and closes with 1000. Exits
+non-zero, saying why, on any deviation.
 """
 
 import json
@@ -26,7 +29,9 @@ def main() -> int:
     if base.startswith("wss://"):
         tls = ssl.create_default_context(cafile=os.environ["WSHUB_CA"])
     with connect(url, ssl=tls, open_timeout=TIMEOUT, close_timeout=TIMEOUT) as ws:
-        print("connected", flush=True)
+        extensions = ws.response.headers.get("Sec-WebSocket-Extensions", "")
+        assert extensions.startswith("permessage-deflate"), f"not negotiated: {extensions!r}"
+        print(f"connected with {extensions}", flush=True)
         while True:
             msg = json.loads(ws.recv(timeout=TIMEOUT))
             if msg.get("message_type") == "text":
@@ -50,6 +55,10 @@ def main() -> int:
         ws.send(json.dumps({"message_type": "ping"}))
         reply = json.loads(ws.recv(timeout=TIMEOUT))
         assert reply.get("message_type") == "pong", f"expected pong, got {reply}"
+        long = "all work and no play makes jack a dull boy. " * 100
+        ws.send(json.dumps({"message_type": "text", "receiver": user, "content": long}))
+        echo = json.loads(ws.recv(timeout=TIMEOUT))
+        assert echo.get("content") == long, f"long message came back as {echo}"
         ws.close(code=1000, reason="done")
         assert ws.close_code == 1000, f"server closed with {ws.close_code}"
     print("closed 1000", flush=True)

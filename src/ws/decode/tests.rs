@@ -622,3 +622,94 @@ fn randomized_round_trip() {
         assert_eq!(dec.buffered_capacity(), 0);
     }
 }
+
+const RSV1: u8 = 0x40;
+
+/// Decodes `chunks` with permessage-deflate negotiated.
+fn decode_deflate(chunks: &[&[u8]], max_message_size: usize) -> Result<Vec<Owned>, ProtocolError> {
+    let mut dec = Decoder::new(Limits {
+        max_frame_size: 1 << 20,
+        max_message_size,
+    });
+    dec.set_deflate(true);
+    let mut inflater = crate::ws::deflate::Inflater::new();
+    let mut out = Vec::new();
+    for chunk in chunks {
+        let mut data = chunk.to_vec();
+        let mut feed = dec.feed_inflating(&mut data, &mut inflater);
+        while let Some(frame) = feed.next_frame()? {
+            out.push(frame.into());
+        }
+    }
+    Ok(out)
+}
+
+fn deflated(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    crate::ws::deflate::Deflater::new(6).compress(data, &mut out);
+    out
+}
+
+#[test]
+fn compressed_messages_whole_fragmented_and_byte_by_byte() {
+    let body = deflated("héllo ".repeat(50).as_bytes());
+    let (a, b) = body.split_at(body.len() / 2);
+    let wire = [
+        frame(FIN | RSV1 | TEXT, &body),
+        frame(FIN | TEXT, b"plain"),
+        frame(RSV1 | BIN, a),
+        frame(FIN | PING, b"p"),
+        frame(FIN | CONT, b),
+    ]
+    .concat();
+    let expect = vec![
+        text(&"héllo ".repeat(50)),
+        text("plain"),
+        Owned::Ping(b"p".to_vec()),
+        Owned::Binary("héllo ".repeat(50).into_bytes()),
+    ];
+    assert_eq!(decode_deflate(&[&wire], 1 << 20), Ok(expect.clone()));
+    assert_eq!(
+        decode_deflate(&one_byte_at_a_time(&wire), 1 << 20),
+        Ok(expect)
+    );
+}
+
+#[test]
+fn rsv1_rules_with_deflate() {
+    let body = deflated(b"x");
+    for bad in [
+        frame(FIN | RSV1 | PING, b""),
+        [frame(TEXT, b"a"), frame(FIN | RSV1 | CONT, b"b")].concat(),
+        frame(FIN | 0x20 | TEXT, &body),
+    ] {
+        assert_eq!(
+            decode_deflate(&[&bad], 100),
+            Err(ProtocolError::ReservedBits)
+        );
+    }
+    // Without an inflater, a compressed message cannot be read.
+    let mut dec = Decoder::default();
+    dec.set_deflate(true);
+    assert_eq!(
+        decode_with(&mut dec, &[&frame(FIN | RSV1 | TEXT, &body)]),
+        Err(ProtocolError::ReservedBits)
+    );
+}
+
+#[test]
+fn inflated_size_limit_corrupt_data_and_text_checked_after_inflation() {
+    let bomb = deflated(&[b'a'; 100_000]);
+    assert!(bomb.len() < 1000);
+    let err = decode_deflate(&[&frame(FIN | RSV1 | TEXT, &bomb)], 99_999).unwrap_err();
+    assert_eq!(err, ProtocolError::MessageTooLarge);
+    assert_eq!(err.close_code(), CloseCode::SIZE);
+    let err = decode_deflate(&[&frame(FIN | RSV1 | BIN, b"\xff\xff\xff")], 100).unwrap_err();
+    assert_eq!(err, ProtocolError::InvalidCompressedData);
+    assert_eq!(err.close_code(), CloseCode::INVALID);
+    let bad_utf8 = deflated(b"ok \xff");
+    assert_eq!(
+        decode_deflate(&[&frame(FIN | RSV1 | TEXT, &bad_utf8)], 100),
+        Err(ProtocolError::InvalidUtf8)
+    );
+}

@@ -33,8 +33,10 @@ mod response;
 mod upgrade;
 
 pub use request::{HttpError, Request, head_worth_parsing, parse_request, percent_decode};
-pub use response::{write_error, write_response, write_switching_protocols};
-pub use upgrade::{HandshakeError, websocket_accept};
+pub use response::{
+    write_error, write_response, write_switching_protocols, write_switching_protocols_with,
+};
+pub use upgrade::{HandshakeError, negotiate_deflate, websocket_accept};
 
 #[cfg(test)]
 mod tests;

@@ -19,6 +19,19 @@ const TEXT_PLAIN: &str = "text/plain; charset=utf-8";
 /// );
 /// ```
 pub fn write_switching_protocols(out: &mut Vec<u8>, accept: &str) {
+    write_switching_protocols_with(out, accept, None);
+}
+
+/// [`write_switching_protocols`] with a `Sec-WebSocket-Extensions` header
+/// when `extensions` is given (the answer of
+/// [`Negotiated::response`](crate::ws::deflate::Negotiated::response)).
+///
+/// ```
+/// let mut out = Vec::new();
+/// wshub::__private::ws::write_switching_protocols_with(&mut out, "k", Some("permessage-deflate"));
+/// assert!(out.ends_with(b"Sec-WebSocket-Accept: k\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n"));
+/// ```
+pub fn write_switching_protocols_with(out: &mut Vec<u8>, accept: &str, extensions: Option<&str>) {
     out.extend_from_slice(
         b"HTTP/1.1 101 Switching Protocols\r\n\
           Upgrade: websocket\r\n\
@@ -26,7 +39,11 @@ pub fn write_switching_protocols(out: &mut Vec<u8>, accept: &str) {
           Sec-WebSocket-Accept: ",
     );
     push_field(out, accept);
-    out.extend_from_slice(b"\r\n\r\n");
+    out.extend_from_slice(b"\r\n");
+    if let Some(extensions) = extensions {
+        push_header(out, "Sec-WebSocket-Extensions", extensions);
+    }
+    out.extend_from_slice(b"\r\n");
 }
 
 /// Appends a complete response to `out`: status line, `Content-Type` (left

@@ -4,6 +4,7 @@
 use std::fmt;
 
 use super::Request;
+use crate::ws::deflate::{self, Negotiated};
 
 /// Why a request is not an acceptable WebSocket opening handshake. Answer it
 /// with [`write_error`](super::write_error), passing its
@@ -72,8 +73,9 @@ impl std::error::Error for HandshakeError {}
 /// Checks a WebSocket opening handshake (RFC 6455 §4.2.1) and returns the
 /// `Sec-WebSocket-Accept` value for [`write_switching_protocols`](super::write_switching_protocols).
 ///
-/// Subprotocols and extensions the client offers are ignored: not echoing
-/// them declines them, which every client must accept.
+/// Subprotocols the client offers are ignored: not echoing them declines
+/// them, which every client must accept. Extensions are answered separately
+/// ([`negotiate_deflate`]).
 ///
 /// ```
 /// use wshub::__private::ws::{parse_request, websocket_accept};
@@ -110,6 +112,25 @@ pub fn websocket_accept(req: &Request) -> Result<String, HandshakeError> {
         _ => return Err(HandshakeError::InvalidKey),
     };
     Ok(tungstenite::handshake::derive_accept_key(key))
+}
+
+/// The permessage-deflate offer to accept, if the client made an acceptable
+/// one (see [`deflate::negotiate`]): every `Sec-WebSocket-Extensions` header
+/// is read, in order. Header values that are not UTF-8 are skipped.
+///
+/// ```
+/// use wshub::__private::ws::{negotiate_deflate, parse_request};
+/// let head = b"GET /ws HTTP/1.1\r\nSec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n";
+/// let (req, _) = parse_request(head, 8192).unwrap().unwrap();
+/// assert!(negotiate_deflate(&req).is_some());
+/// ```
+pub fn negotiate_deflate(req: &Request) -> Option<Negotiated> {
+    deflate::negotiate(
+        req.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("sec-websocket-extensions"))
+            .filter_map(|(_, v)| std::str::from_utf8(v).ok()),
+    )
 }
 
 /// Whether `key` is base64 of 16 bytes: 22 significant characters and `==`.
