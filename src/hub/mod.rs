@@ -456,7 +456,10 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
                 Token(key) => {
                     let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
                     let writable = ev.is_writable() || ev.is_write_closed();
-                    self.conn_ready(key, readable, writable);
+                    // The peer's FIN or an error may have come with the last
+                    // data: then read on until EOF or WouldBlock.
+                    let hup = ev.is_read_closed() || ev.is_error();
+                    self.conn_ready(key, readable, writable, hup);
                 }
             }
         }
