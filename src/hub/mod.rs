@@ -232,30 +232,8 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
         let poll = Poll::new()?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
-        let admin_listener = match config.admin_listen {
-            Some(addr) => {
-                let mut admin = TcpListener::bind(addr)?;
-                poll.registry()
-                    .register(&mut admin, ADMIN, Interest::READABLE)?;
-                Some(admin)
-            }
-            None => None,
-        };
+        let side = SideListeners::bind(&config, &poll)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-        #[cfg(feature = "tls")]
-        let tls = match &config.tls {
-            Some(cfg) => Some(tls::TlsListener::bind(
-                cfg,
-                config.tls_listen,
-                poll.registry(),
-                TLS_LISTENER,
-            )?),
-            None => None,
-        };
-        #[cfg(not(feature = "tls"))]
-        if config.tls.is_some() {
-            return Err(BuildError::Tls(crate::TlsError::NotCompiled));
-        }
         let (tx, commands) = crossbeam_channel::bounded(config.command_queue_capacity);
         let shutdown_requested = Arc::new(AtomicBool::new(false));
         let handle = HubHandle {
@@ -274,8 +252,8 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
             listener: Some(listener),
             local_addr,
             #[cfg(feature = "tls")]
-            tls,
-            admin_listener,
+            tls: side.tls,
+            admin_listener: side.admin,
             per_ip: guard::PerIp::new(config.max_connections_per_ip, slots),
             buffered: 0,
             buffered_budget: config.buffered_budget(),
@@ -589,6 +567,47 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
     }
 
     fn close_tls_listener(&mut self) {}
+}
+
+/// The listeners beside the public one: `admin_listen` and `tls_listen`.
+struct SideListeners {
+    admin: Option<TcpListener>,
+    #[cfg(feature = "tls")]
+    tls: Option<tls::TlsListener>,
+}
+
+impl SideListeners {
+    /// Binds and registers what `config` asks for.
+    fn bind(config: &HubConfig, poll: &Poll) -> Result<SideListeners, BuildError> {
+        let admin = match config.admin_listen {
+            Some(addr) => {
+                let mut admin = TcpListener::bind(addr)?;
+                poll.registry()
+                    .register(&mut admin, ADMIN, Interest::READABLE)?;
+                Some(admin)
+            }
+            None => None,
+        };
+        #[cfg(feature = "tls")]
+        let tls = match &config.tls {
+            Some(cfg) => Some(tls::TlsListener::bind(
+                cfg,
+                config.tls_listen,
+                poll.registry(),
+                TLS_LISTENER,
+            )?),
+            None => None,
+        };
+        #[cfg(not(feature = "tls"))]
+        if config.tls.is_some() {
+            return Err(BuildError::Tls(crate::TlsError::NotCompiled));
+        }
+        Ok(SideListeners {
+            admin,
+            #[cfg(feature = "tls")]
+            tls,
+        })
+    }
 }
 
 /// Which listener a new connection came through.

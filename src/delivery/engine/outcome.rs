@@ -202,6 +202,12 @@ impl<const W: usize> Engine<W> {
                 d.result.stored_offline = stored;
             }
         }
+        self.hand_over(id);
+        self.table.close(id);
+    }
+
+    /// Gives a final result to whoever waits for it.
+    fn hand_over(&mut self, id: DeliveryId) {
         let Some(d) = self.table.get_mut(id) else {
             return;
         };
@@ -232,7 +238,6 @@ impl<const W: usize> Engine<W> {
                 });
             }
         }
-        self.table.close(id);
     }
 
     /// Keeps `env` for `user`; reports what the caps push out.
