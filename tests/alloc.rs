@@ -27,6 +27,18 @@ fn spawn_reader(
     stop: Arc<AtomicBool>,
     received: Arc<AtomicU64>,
 ) -> std::thread::JoinHandle<()> {
+    spawn_client(addr, query, stop, Some(received), false)
+}
+
+/// A client on its own thread until `stop`: counts the text messages it
+/// gets (when given a counter) and, with `ack`, ACKs those that ask for it.
+fn spawn_client(
+    addr: std::net::SocketAddr,
+    query: String,
+    stop: Arc<AtomicBool>,
+    received: Option<Arc<AtomicU64>>,
+    ack: bool,
+) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let stream = std::net::TcpStream::connect(addr).unwrap();
         stream
@@ -35,8 +47,20 @@ fn spawn_reader(
         let (mut ws, _) = tungstenite::client(format!("ws://{addr}/ws?{query}"), stream).unwrap();
         while !stop.load(Ordering::Relaxed) {
             match ws.read() {
-                Ok(WsMessage::Text(_)) => {
-                    received.fetch_add(1, Ordering::Relaxed);
+                Ok(WsMessage::Text(t)) => {
+                    if ack {
+                        let m: Message = serde_json::from_str(t.as_str()).unwrap();
+                        if m.require_ack {
+                            let ack = format!(
+                                r#"{{"message_type":"ack","message_id":"{}"}}"#,
+                                m.message_id
+                            );
+                            ws.send(WsMessage::text(ack)).unwrap();
+                        }
+                    }
+                    if let Some(r) = &received {
+                        r.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
                 Ok(_) => {}
                 Err(tungstenite::Error::Io(e))
@@ -50,7 +74,6 @@ fn spawn_reader(
     })
 }
 
-/// Polls until `n` clients have connected.
 fn wait_connected(hub: &mut DefaultHub, n: usize) {
     let mut connected = 0;
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -209,40 +232,6 @@ fn first_try_successful_deliveries_with_retry_allocate_nothing_on_the_hub_thread
     );
 }
 
-/// A client that ACKs every message it gets.
-fn spawn_acker(
-    addr: std::net::SocketAddr,
-    query: String,
-    stop: Arc<AtomicBool>,
-) -> std::thread::JoinHandle<()> {
-    std::thread::spawn(move || {
-        let stream = std::net::TcpStream::connect(addr).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_millis(50)))
-            .unwrap();
-        let (mut ws, _) = tungstenite::client(format!("ws://{addr}/ws?{query}"), stream).unwrap();
-        while !stop.load(Ordering::Relaxed) {
-            match ws.read() {
-                Ok(WsMessage::Text(t)) => {
-                    let m: Message = serde_json::from_str(t.as_str()).unwrap();
-                    let ack = format!(
-                        r#"{{"message_type":"ack","message_id":"{}"}}"#,
-                        m.message_id
-                    );
-                    ws.send(WsMessage::text(ack)).unwrap();
-                }
-                Ok(_) => {}
-                Err(tungstenite::Error::Io(e))
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) => {}
-                Err(_) => break,
-            }
-        }
-    })
-}
-
 /// The path the review found allocating: a `require_ack` delivery with
 /// retry, written, ACKed by the client (a JSON frame read and matched) and
 /// reported a success — with `max_retries: 10`, so results hold 11 attempts.
@@ -271,7 +260,7 @@ fn acknowledged_deliveries_with_retry_allocate_nothing_on_the_hub_thread() {
         "user_id=r1",
     ]
     .into_iter()
-    .map(|q| spawn_acker(addr, q.to_owned(), stop.clone()))
+    .map(|q| spawn_client(addr, q.to_owned(), stop.clone(), None, true))
     .collect();
     wait_connected(&mut hub, 3);
 
@@ -457,11 +446,12 @@ fn relayed_client_messages_allocate_nothing_on_the_hub_thread() {
         ),
         spawn_reader(addr, "user_id=u1".into(), stop.clone(), received.clone()),
     ];
-    threads.push(spawn_counting_acker(
+    threads.push(spawn_client(
         addr,
         "user_id=u2".into(),
         stop.clone(),
-        received.clone(),
+        Some(received.clone()),
+        true,
     ));
     // The sender: a batch on each signal, then it waits for its send_result.
     // Bounded: an array channel, so signalling allocates nothing.
@@ -548,42 +538,4 @@ fn relayed_client_messages_allocate_nothing_on_the_hub_thread() {
         "{allocations} allocations on the hub thread for 300 relayed batches ({} relayed, {} pool misses)",
         s.relayed, s.relay_pool_misses
     );
-}
-
-/// A client that counts what it gets and ACKs what asks for it.
-fn spawn_counting_acker(
-    addr: std::net::SocketAddr,
-    query: String,
-    stop: Arc<AtomicBool>,
-    received: Arc<AtomicU64>,
-) -> std::thread::JoinHandle<()> {
-    std::thread::spawn(move || {
-        let stream = std::net::TcpStream::connect(addr).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_millis(50)))
-            .unwrap();
-        let (mut ws, _) = tungstenite::client(format!("ws://{addr}/ws?{query}"), stream).unwrap();
-        while !stop.load(Ordering::Relaxed) {
-            match ws.read() {
-                Ok(WsMessage::Text(t)) => {
-                    let m: Message = serde_json::from_str(t.as_str()).unwrap();
-                    if m.require_ack {
-                        let ack = format!(
-                            r#"{{"message_type":"ack","message_id":"{}"}}"#,
-                            m.message_id
-                        );
-                        ws.send(WsMessage::text(ack)).unwrap();
-                    }
-                    received.fetch_add(1, Ordering::Relaxed);
-                }
-                Ok(_) => {}
-                Err(tungstenite::Error::Io(e))
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) => {}
-                Err(_) => break,
-            }
-        }
-    })
 }
