@@ -220,3 +220,39 @@ fn the_relay_filter_drops_or_hands_over() {
     let s = stats(hub.addr);
     assert_eq!(s["relay_dropped"], 1, "{s}");
 }
+
+#[test]
+fn a_group_message_reaches_the_other_members_only_from_a_member() {
+    let hub = TestHub::start_with::<64>(relay_config(), |hub| {
+        hub.set_group_policy(|_: &wshub::GroupRequest<'_>| true);
+    });
+    let mut alice = connect(hub.addr, "user_id=alice&group_id=lobby");
+    let mut bob = connect(hub.addr, "user_id=bob&group_id=lobby");
+    let mut carol = connect(hub.addr, "user_id=carol");
+    send(
+        &mut alice,
+        r#"{"message_type":"text","receiver":"lobby","receiver_type":"group","content":"hi all"}"#,
+    );
+    let m = recv_type(&mut bob, "text");
+    assert_eq!((m.content.as_str(), m.sender.as_str()), ("hi all", "alice"));
+    assert_eq!(m.receiver_type, "group");
+    // A non-member may not speak in the group.
+    send(
+        &mut carol,
+        r#"{"message_type":"text","receiver":"lobby","receiver_type":"group","content":"let me in"}"#,
+    );
+    let e = recv_type(&mut carol, "error");
+    assert_eq!(e.data.unwrap()["reason"], "permission");
+    // The sender got no copy, and bob nothing from carol: the next thing
+    // each reads past the join notice is the pong.
+    for ws in [&mut alice, &mut bob] {
+        send(ws, r#"{"message_type":"ping"}"#);
+        let next = loop {
+            let m = recv(ws);
+            if m.message_type != "joined" {
+                break m;
+            }
+        };
+        assert_eq!(next.message_type, "pong", "{next:?}");
+    }
+}
