@@ -74,6 +74,16 @@ struct Relayed {
     to_group: bool,
 }
 
+/// Pooled frames: one per connection slot, at least this many...
+const POOL_MIN_SLOTS: usize = 64;
+/// ...and at most this many: more frames in flight at once only cost pool
+/// misses (counted), never memory the pool keeps.
+const POOL_MAX_SLOTS: usize = 2048;
+/// Largest frame buffer the pool keeps (a chat message is far smaller);
+/// longer relayed messages are made outside the pool. With the slot cap,
+/// the pool keeps at most 2,048 × 8 KiB = 16 MiB, whatever clients send.
+const POOL_MAX_FRAME: usize = 8 * 1024;
+
 /// The relay's queue and frame pool.
 #[derive(Debug)]
 pub(crate) struct RelayQueue {
@@ -87,9 +97,7 @@ impl RelayQueue {
         RelayQueue {
             items: Vec::new(),
             len: 0,
-            // Frames in flight at once: a few per connection is plenty; a
-            // larger fan-out only costs pool misses (counted).
-            pool: FramePool::new(slots.clamp(64, 65_536), 64 * 1024),
+            pool: FramePool::new(slots.clamp(POOL_MIN_SLOTS, POOL_MAX_SLOTS), POOL_MAX_FRAME),
         }
     }
 

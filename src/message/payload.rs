@@ -273,3 +273,34 @@ fn fill(buf: &mut Vec<u8>, write: impl FnOnce(&mut Vec<u8>)) -> (u8, u8) {
     buf[start..HEAD_ROOM].copy_from_slice(&head[..header_len]);
     (start as u8, header_len as u8)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pool_reuses_free_frames_and_keeps_no_more_than_its_caps() {
+        let mut pool = FramePool::new(2, 256);
+        let a = pool.text(|out| out.extend_from_slice(b"first"));
+        assert_eq!(a.body(), b"first");
+        assert_eq!(a.frame()[0], 0x81);
+        let b = pool.text(|out| out.extend_from_slice(b"second"));
+        // Both slots are in use: a third frame is made outside the pool.
+        let c = pool.text(|out| out.extend_from_slice(b"third"));
+        assert_eq!((pool.slots.len(), pool.misses()), (2, 1));
+        assert_eq!(c.body(), b"third");
+        // Once the rings let go, a slot's buffer is written again.
+        let first_buffer = Arc::as_ptr(&a.frame);
+        drop(a);
+        let d = pool.text(|out| out.extend_from_slice(b"fourth"));
+        assert_eq!(Arc::as_ptr(&d.frame), first_buffer);
+        assert_eq!(d.body(), b"fourth");
+        assert_eq!(b.body(), b"second", "a frame in use is never overwritten");
+        // A frame longer than the pool keeps is not kept.
+        drop((b, c, d));
+        let mut small = FramePool::new(4, 64);
+        let big = small.text(|out| out.extend(std::iter::repeat_n(b'x', 1000)));
+        assert_eq!(big.len(), 1000);
+        assert!(small.slots.is_empty(), "a large buffer is not pooled");
+    }
+}
