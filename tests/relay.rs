@@ -66,6 +66,18 @@ fn receiver_client_narrows_the_relay_to_one_device() {
         r#"{"message_type":"text","receiver":"bob","receiver_client":"laptop","content":"only you"}"#,
     );
     assert_eq!(recv(&mut laptop).content, "only you");
+    // A device bob does not have: alice is told, nobody gets it.
+    send(
+        &mut alice,
+        r#"{"message_type":"text","receiver":"bob","receiver_client":"tablet","content":"lost?"}"#,
+    );
+    let e = recv_type(&mut alice, "error");
+    let data = e.data.unwrap();
+    assert_eq!(data["reason"], "validation", "{data}");
+    assert!(
+        data["detail"].as_str().unwrap().contains("no such client"),
+        "{data}"
+    );
     send(
         &mut alice,
         r#"{"message_type":"text","receiver":"bob","content":"both"}"#,

@@ -12,7 +12,8 @@
 use crate::auth::Identity;
 use crate::delivery::engine::SenderNotice;
 use crate::delivery::ids::IdBuf;
-use crate::delivery::{Envelope, MessageId, Waiter};
+use crate::delivery::{Envelope, MessageId, SendResult, Waiter};
+use crate::error::SendError;
 use crate::event::{ConnId, HubEvent};
 use crate::failure::reason::FailureReason;
 use crate::message::relay::{ClientMessage, Stamp, write_relayed};
@@ -244,7 +245,9 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
                 group: &r.receiver,
                 except: r.from,
             };
-            let _ = self.send(target, &payload);
+            if let Err(e) = self.send(target, &payload) {
+                self.relay_refused(r.from, &e);
+            }
         } else if r.receiver == "*" {
             if !self.config.client_broadcast {
                 return self.notice_error(r.from, "validation", "broadcast is not allowed");
@@ -260,12 +263,32 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
             };
             let waiter = Waiter::Sender(r.from);
             if let Err(e) = self.start_delivery(&r.receiver, env, waiter, None) {
-                log::debug!("relay from {}: {e}", r.from);
+                self.relay_refused(r.from, &e);
             }
         } else {
             let target = Target::user_or_device(&r.receiver, &r.receiver_client);
-            let _ = self.send(target, &payload);
+            if let Err(e) = self.send(target, &payload) {
+                self.relay_refused(r.from, &e);
+            }
         }
+    }
+
+    /// A relay the hub could not route: the sender is told why, unless the
+    /// failure handlers already have it (an offline user, full rings: the
+    /// receiver's trouble, reported and counted there as for any send).
+    fn relay_refused(&mut self, from: ConnId, e: &SendError) {
+        if matches!(e, SendError::UserOffline | SendError::QueueFull { .. }) {
+            return;
+        }
+        let reason = match e {
+            // The sender named a device its receiver does not have.
+            SendError::NoSuchClient => "validation",
+            _ => SendResult::refused(e)
+                .final_error
+                .map_or("validation", FailureReason::name),
+        };
+        log::debug!("relay from {from} refused: {e}");
+        self.notice_error(from, reason, &e.to_string());
     }
 
     /// Every open connection but those of `user`.
