@@ -331,14 +331,22 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
     /// `send_result` notice each, written into a pooled frame.
     pub(super) fn flush_sender_notices(&mut self) {
         let Hub {
-            engine, relay, net, ..
+            engine,
+            relay,
+            net,
+            stats,
+            ..
         } = self;
         engine.drain_sender_notices(|n| {
             if net.open(n.to).is_none() {
                 return; // The sender has gone: nobody to tell.
             }
             let payload = relay.pool.text(|out| write_send_result(out, n));
-            net.enqueue_key(n.to.index(), &payload, None);
+            if !net.enqueue_key(n.to.index(), &payload, None) {
+                // The sender's ring is full: counted like any hub notice
+                // that finds no room.
+                stats.control_dropped += 1;
+            }
         });
     }
 }
