@@ -77,3 +77,61 @@ impl AckIndex {
         self.map.len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::delivery::DeliveryId;
+    use std::num::NonZeroU32;
+
+    fn tag(i: u32) -> Tag {
+        Tag {
+            delivery: DeliveryId {
+                index: i,
+                generation: NonZeroU32::MIN,
+            },
+            target: 0,
+        }
+    }
+
+    #[test]
+    fn entries_match_by_connection_and_id_and_memory_comes_back_after_a_burst() {
+        let conn = ConnId {
+            index: 1,
+            generation: 1,
+        };
+        let other = ConnId {
+            index: 2,
+            generation: 1,
+        };
+        let mut acks = AckIndex::with_capacity(16);
+        assert!(acks.insert(conn, "a", tag(0)).is_ok());
+        assert_eq!(
+            acks.insert(conn, "a", tag(1)),
+            Err(tag(0)),
+            "one id in flight"
+        );
+        assert_eq!(acks.get(other, "a"), None, "another connection's ACK");
+        acks.remove(conn, "a", tag(1));
+        assert_eq!(
+            acks.get(conn, "a"),
+            Some(tag(0)),
+            "only its own tag removes it"
+        );
+        acks.remove(conn, "a", tag(0));
+        // A burst grows the map; once it drains, capacity goes back down.
+        for i in 0..50_000 {
+            acks.insert(conn, &format!("m{i}"), tag(i)).unwrap();
+        }
+        let peak = acks.map.capacity();
+        for i in 0..50_000 {
+            acks.remove(conn, &format!("m{i}"), tag(i));
+        }
+        assert_eq!(acks.len(), 0);
+        assert!(
+            acks.map.capacity() < peak / 4,
+            "{} of {peak}",
+            acks.map.capacity()
+        );
+    }
+}
