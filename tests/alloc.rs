@@ -164,16 +164,7 @@ fn first_try_successful_deliveries_with_retry_allocate_nothing_on_the_hub_thread
     config.max_connections = 64;
     let mut hub = DefaultHub::bind(config).unwrap();
     let addr = hub.local_addr();
-    let succeeded = Arc::new(AtomicU64::new(0));
-    let failed = Arc::new(AtomicU64::new(0));
-    let (s, f) = (succeeded.clone(), failed.clone());
-    hub.on_send_result(move |_id, result| {
-        if result.success && result.attempts.len() == 1 {
-            s.fetch_add(1, Ordering::Relaxed);
-        } else {
-            f.fetch_add(1, Ordering::Relaxed);
-        }
-    });
+    let outcomes = Outcomes::watch(&mut hub);
 
     let stop = Arc::new(AtomicBool::new(false));
     let mut readers = Vec::new();
@@ -194,25 +185,15 @@ fn first_try_successful_deliveries_with_retry_allocate_nothing_on_the_hub_thread
 
     let to_r0 = wshub::Envelope::new(Message::text("r0", "with retry")).unwrap();
     let to_r1 = wshub::Envelope::new(Message::text("r1", "with retry")).unwrap();
-    // Ten deliveries in flight at a time, each settled before the next batch.
     let batch = |hub: &mut DefaultHub, batches: u64| {
-        for _ in 0..batches {
-            let target = succeeded.load(Ordering::Relaxed) + failed.load(Ordering::Relaxed) + 10;
-            for i in 0..10 {
-                let (user, env) = if i % 2 == 0 {
-                    ("r0", &to_r0)
-                } else {
-                    ("r1", &to_r1)
-                };
-                hub.send_envelope_with_retry(user, env).unwrap();
-            }
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while succeeded.load(Ordering::Relaxed) + failed.load(Ordering::Relaxed) < target
-                && Instant::now() < deadline
-            {
-                hub.poll(Some(Duration::from_millis(1))).unwrap();
-            }
-        }
+        outcomes.batches(hub, batches, |hub, i| {
+            let (user, env) = if i % 2 == 0 {
+                ("r0", &to_r0)
+            } else {
+                ("r1", &to_r1)
+            };
+            hub.send_envelope_with_retry(user, env).unwrap();
+        })
     };
     batch(&mut hub, 5);
     let allocations = count_allocations(|| batch(&mut hub, 200));
@@ -220,9 +201,9 @@ fn first_try_successful_deliveries_with_retry_allocate_nothing_on_the_hub_thread
     for r in readers {
         r.join().unwrap();
     }
-    assert_eq!(failed.load(Ordering::Relaxed), 0);
+    assert_eq!(outcomes.other.load(Ordering::Relaxed), 0);
     assert_eq!(
-        succeeded.load(Ordering::Relaxed),
+        outcomes.first_try.load(Ordering::Relaxed),
         2050,
         "every delivery succeeded first time"
     );
@@ -230,6 +211,50 @@ fn first_try_successful_deliveries_with_retry_allocate_nothing_on_the_hub_thread
         allocations, 0,
         "{allocations} allocations on the hub thread for 2,000 deliveries"
     );
+}
+
+/// Final results as the hub reports them: first-try successes, and the
+/// rest.
+struct Outcomes {
+    first_try: Arc<AtomicU64>,
+    other: Arc<AtomicU64>,
+}
+
+impl Outcomes {
+    fn watch(hub: &mut DefaultHub) -> Outcomes {
+        let (first_try, other) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let (f, o) = (first_try.clone(), other.clone());
+        hub.on_send_result(move |_id, result| {
+            let first = result.success && result.attempts.len() == 1;
+            let counter = if first { &f } else { &o };
+            counter.fetch_add(1, Ordering::Relaxed);
+        });
+        Outcomes { first_try, other }
+    }
+
+    fn ended(&self) -> u64 {
+        self.first_try.load(Ordering::Relaxed) + self.other.load(Ordering::Relaxed)
+    }
+
+    /// `batches` times: ten deliveries started by `start(hub, i)`, all
+    /// settled (polling) before the next ten.
+    fn batches(
+        &self,
+        hub: &mut DefaultHub,
+        batches: u64,
+        mut start: impl FnMut(&mut DefaultHub, usize),
+    ) {
+        for _ in 0..batches {
+            let target = self.ended() + 10;
+            for i in 0..10 {
+                start(hub, i);
+            }
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while self.ended() < target && Instant::now() < deadline {
+                hub.poll(Some(Duration::from_millis(1))).unwrap();
+            }
+        }
+    }
 }
 
 /// The path the review found allocating: a `require_ack` delivery with
@@ -243,16 +268,7 @@ fn acknowledged_deliveries_with_retry_allocate_nothing_on_the_hub_thread() {
     config.retry.max_retries = 10;
     let mut hub = DefaultHub::bind(config).unwrap();
     let addr = hub.local_addr();
-    let succeeded = Arc::new(AtomicU64::new(0));
-    let failed = Arc::new(AtomicU64::new(0));
-    let (s, f) = (succeeded.clone(), failed.clone());
-    hub.on_send_result(move |_id, result| {
-        if result.success && result.attempts.len() == 1 {
-            s.fetch_add(1, Ordering::Relaxed);
-        } else {
-            f.fetch_add(1, Ordering::Relaxed);
-        }
-    });
+    let outcomes = Outcomes::watch(&mut hub);
     let stop = Arc::new(AtomicBool::new(false));
     let readers: Vec<_> = [
         "user_id=r0&client_id=a",
@@ -275,18 +291,10 @@ fn acknowledged_deliveries_with_retry_allocate_nothing_on_the_hub_thread() {
         .collect();
     let mut next = envelopes.iter();
     let mut batch = |hub: &mut DefaultHub, batches: u64| {
-        for _ in 0..batches {
-            let target = succeeded.load(Ordering::Relaxed) + failed.load(Ordering::Relaxed) + 10;
-            for (user, env) in next.by_ref().take(10) {
-                hub.send_envelope_with_retry(user, env).unwrap();
-            }
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while succeeded.load(Ordering::Relaxed) + failed.load(Ordering::Relaxed) < target
-                && Instant::now() < deadline
-            {
-                hub.poll(Some(Duration::from_millis(1))).unwrap();
-            }
-        }
+        outcomes.batches(hub, batches, |hub, _| {
+            let (user, env) = next.next().expect("enough envelopes");
+            hub.send_envelope_with_retry(user, env).unwrap();
+        })
     };
     batch(&mut hub, 10);
     let allocations = count_allocations(|| batch(&mut hub, 200));
@@ -294,9 +302,9 @@ fn acknowledged_deliveries_with_retry_allocate_nothing_on_the_hub_thread() {
     for r in readers {
         r.join().unwrap();
     }
-    assert_eq!(failed.load(Ordering::Relaxed), 0);
+    assert_eq!(outcomes.other.load(Ordering::Relaxed), 0);
     assert_eq!(
-        succeeded.load(Ordering::Relaxed),
+        outcomes.first_try.load(Ordering::Relaxed),
         2_100,
         "every delivery ACKed first time"
     );
