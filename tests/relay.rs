@@ -268,3 +268,30 @@ fn a_group_message_reaches_the_other_members_only_from_a_member() {
         assert_eq!(next.message_type, "pong", "{next:?}");
     }
 }
+
+#[test]
+fn a_require_ack_group_message_is_tracked_per_member() {
+    let mut c = relay_config();
+    c.ack_timeout = Duration::from_millis(200);
+    c.retry.max_retries = 1;
+    c.retry.base_delay = Duration::from_millis(50);
+    let hub = TestHub::start_with::<64>(c, |hub| {
+        hub.set_group_policy(|_: &wshub::GroupRequest<'_>| true);
+    });
+    let mut alice = connect(hub.addr, "user_id=alice&group_id=ops");
+    let mut bob = connect(hub.addr, "user_id=bob&group_id=ops");
+    let mut carol = connect(hub.addr, "user_id=carol&group_id=ops");
+    send(
+        &mut alice,
+        r#"{"message_type":"alert","receiver":"ops","receiver_type":"group","content":"disk","require_ack":true}"#,
+    );
+    // bob ACKs; carol does not, and gets the resend (same id).
+    let to_bob = recv_type(&mut bob, "alert");
+    ack(&mut bob, &to_bob.message_id);
+    let first = recv_type(&mut carol, "alert");
+    let again = recv_type(&mut carol, "alert");
+    assert_eq!(first.message_id, again.message_id);
+    assert_eq!(first.message_id, to_bob.message_id, "one id for the group");
+    let s = wait_stat(hub.addr, "retries", 1);
+    assert!(s["deliveries_succeeded"].as_u64().unwrap() >= 1, "{s}");
+}

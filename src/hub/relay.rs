@@ -85,6 +85,20 @@ const POOL_MAX_SLOTS: usize = 2048;
 /// the pool keeps at most 2,048 × 8 KiB = 16 MiB, whatever clients send.
 const POOL_MAX_FRAME: usize = 8 * 1024;
 
+impl Relayed {
+    /// The stamped frame as the delivery engine takes it: no decoded
+    /// `Message`, only the frame and what routing needs (ids inline).
+    fn envelope(&self, payload: Payload) -> Envelope {
+        Envelope {
+            message: None,
+            payload,
+            id: self.id.clone(),
+            require_ack: self.require_ack,
+            only: (!self.receiver_client.is_empty()).then(|| MessageId::new(&self.receiver_client)),
+        }
+    }
+}
+
 /// The relay's queue and frame pool.
 #[derive(Debug)]
 pub(crate) struct RelayQueue {
@@ -241,11 +255,19 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
             if !self.is_member(r.from, &r.receiver) {
                 return self.notice_error(r.from, "permission", "not a member of this group");
             }
-            let target = Target::GroupExcept {
-                group: &r.receiver,
-                except: r.from,
+            let sent = if r.require_ack {
+                // One tracked delivery per member device, as the host's
+                // group sends with retry (results to `on_send_result`).
+                let env = r.envelope(payload);
+                self.send_envelope_to_group_with_retry(&r.receiver, &env, Some(r.from))
+            } else {
+                let target = Target::GroupExcept {
+                    group: &r.receiver,
+                    except: r.from,
+                };
+                self.send(target, &payload)
             };
-            if let Err(e) = self.send(target, &payload) {
+            if let Err(e) = sent {
                 self.relay_refused(r.from, &e);
             }
         } else if r.receiver == "*" {
@@ -254,13 +276,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
             }
             self.send_to_others(&sender.user_id, &payload);
         } else if r.require_ack {
-            let env = Envelope {
-                message: None,
-                payload,
-                id: r.id.clone(),
-                require_ack: true,
-                only: (!r.receiver_client.is_empty()).then(|| MessageId::new(&r.receiver_client)),
-            };
+            let env = r.envelope(payload);
             let waiter = Waiter::Sender(r.from);
             if let Err(e) = self.start_delivery(&r.receiver, env, waiter, None) {
                 self.relay_refused(r.from, &e);
