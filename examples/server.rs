@@ -6,23 +6,28 @@
 //! ```text
 //! cargo run --release --example server -- [--addr HOST:PORT] [--config FILE]
 //!     [--tls-cert FILE --tls-key FILE [--tls-addr HOST:PORT]]
+//!     [--cluster redis://HOST:PORT [--node-id NAME]]
 //! ```
 //!
 //! With `--tls-cert` and `--tls-key` the page and the hub are also served
 //! over `https://` / `wss://` (on 127.0.0.1:8443 unless `--tls-addr` says
 //! otherwise), and the two files are watched: when either changes (checked
 //! every second) the certificate is reloaded; open connections keep theirs.
+//!
+//! With `--cluster` the hub joins the other hubs using the same Redis: a
+//! user on one reaches users on the others (see the README's cluster section).
 
 use std::process::ExitCode;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime};
 
-use wshub::config::TlsConfig;
+use wshub::config::{ClusterConfig, TlsConfig};
 use wshub::{ConnId, DefaultHub, DeliveryId, HubConfig, HubEvent, Message, SendResult};
 
 const USAGE: &str = "usage: server [--addr HOST:PORT] [--config FILE] \
-                     [--tls-cert FILE --tls-key FILE [--tls-addr HOST:PORT]]";
+                     [--tls-cert FILE --tls-key FILE [--tls-addr HOST:PORT]] \
+                     [--cluster redis://HOST:PORT [--node-id NAME]]";
 const DEMO_PAGE: &str = include_str!("assets/demo.html");
 
 struct Options {
@@ -31,6 +36,8 @@ struct Options {
     tls_cert: Option<String>,
     tls_key: Option<String>,
     tls_addr: Option<String>,
+    cluster: Option<String>,
+    node_id: Option<String>,
 }
 
 fn parse_args() -> Result<Options, String> {
@@ -40,6 +47,8 @@ fn parse_args() -> Result<Options, String> {
         tls_cert: None,
         tls_key: None,
         tls_addr: None,
+        cluster: None,
+        node_id: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -50,6 +59,8 @@ fn parse_args() -> Result<Options, String> {
             "--tls-cert" => opts.tls_cert = Some(value("--tls-cert")?),
             "--tls-key" => opts.tls_key = Some(value("--tls-key")?),
             "--tls-addr" => opts.tls_addr = Some(value("--tls-addr")?),
+            "--cluster" => opts.cluster = Some(value("--cluster")?),
+            "--node-id" => opts.node_id = Some(value("--node-id")?),
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown option {other:?}")),
         }
@@ -57,10 +68,14 @@ fn parse_args() -> Result<Options, String> {
     if opts.tls_cert.is_some() != opts.tls_key.is_some() {
         return Err("--tls-cert and --tls-key go together".into());
     }
+    if opts.node_id.is_some() && opts.cluster.is_none() {
+        return Err("--node-id needs --cluster".into());
+    }
     Ok(opts)
 }
 
-/// Applies `--addr`, `--tls-cert`, `--tls-key` and `--tls-addr`.
+/// Applies `--addr`, `--tls-cert`, `--tls-key`, `--tls-addr`, `--cluster`
+/// and `--node-id`.
 fn apply_options(opts: &Options, config: &mut HubConfig) -> Result<(), String> {
     let parse = |name: &str, addr: &str| {
         addr.parse()
@@ -74,6 +89,13 @@ fn apply_options(opts: &Options, config: &mut HubConfig) -> Result<(), String> {
     }
     if let Some(addr) = &opts.tls_addr {
         config.tls_listen = parse("--tls-addr", addr)?;
+    }
+    if let Some(url) = &opts.cluster {
+        let mut cluster = ClusterConfig::new(url);
+        if let Some(id) = &opts.node_id {
+            cluster.node_id = id.clone();
+        }
+        config.cluster = Some(cluster);
     }
     Ok(())
 }

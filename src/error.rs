@@ -34,6 +34,9 @@ pub enum SendError {
         /// The configured cap.
         limit: usize,
     },
+    /// The user's devices are on other hubs of the cluster, and Redis
+    /// cannot be reached right now.
+    ClusterUnavailable,
 }
 
 impl fmt::Display for SendError {
@@ -54,6 +57,9 @@ impl fmt::Display for SendError {
                     f,
                     "{limit} deliveries already pending (max_pending_deliveries)"
                 )
+            }
+            SendError::ClusterUnavailable => {
+                f.write_str("the user is on another hub and the cluster is unreachable")
             }
         }
     }

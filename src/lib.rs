@@ -38,6 +38,7 @@
 )]
 
 pub mod auth;
+mod cluster;
 pub mod config;
 mod conn;
 mod delivery;
@@ -111,6 +112,16 @@ pub mod __private {
         };
     }
     pub use crate::util::escape::Esc;
+
+    /// The cluster's parsers: RESP replies and hub-to-hub messages.
+    pub mod cluster {
+        /// Feeds `bytes` to the RESP parser and the cluster message decoder
+        /// (as what Redis or another hub might send); a message that
+        /// decodes must encode back to the same bytes. Panics on a bug.
+        pub fn parse_untrusted(bytes: &[u8]) {
+            crate::cluster::check_untrusted(bytes);
+        }
+    }
 }
 
 /// The README's examples, compiled and run as doctests.

@@ -126,6 +126,30 @@ pub struct Stats {
     /// Relayed frames made outside the frame pool (every pooled one was
     /// still in some ring): an allocation each.
     pub relay_pool_misses: u64,
+    /// 1 while this hub is linked to its cluster's Redis (0 when not, or
+    /// without a cluster).
+    pub cluster_up: u64,
+    /// Other hubs of the cluster heard from now.
+    pub cluster_nodes: u64,
+    /// Devices on other hubs this hub knows of now.
+    pub cluster_remote_devices: u64,
+    /// Messages published to other hubs.
+    pub cluster_sent: u64,
+    /// Messages heard from other hubs.
+    pub cluster_received: u64,
+    /// Failures for `cluster_unavailable` (also in `other_failures`): a
+    /// device on another hub that Redis or that hub did not reach.
+    pub cluster_unavailable: u64,
+    /// Publishes lost when the link to Redis broke under them (their
+    /// tracked deliveries fail by deadline and are retried).
+    pub cluster_lost: u64,
+    /// Unreadable messages heard on this hub's channels.
+    pub cluster_malformed: u64,
+    /// Times the link to Redis went down.
+    pub cluster_link_downs: u64,
+    /// Devices of other hubs not tracked: past the cap of four per local
+    /// connection slot.
+    pub cluster_refused_devices: u64,
     /// Data frames waiting in all rings now.
     pub queued: u64,
     /// Groups with at least one member now.

@@ -121,6 +121,13 @@ pub enum ConfigError {
         /// What is wrong and what to set.
         message: String,
     },
+    /// The `cluster:` section cannot be used.
+    Cluster {
+        /// The key, relative to `wsc` (`cluster.redis_url`, ...).
+        key: &'static str,
+        /// What is wrong.
+        message: String,
+    },
 }
 
 impl fmt::Display for ConfigError {
@@ -187,7 +194,9 @@ impl fmt::Display for ConfigError {
                 human(*heartbeat_interval),
             ),
             ConfigError::Retry(e) => e.fmt(f),
-            ConfigError::Auth { key, message } => write!(f, "`{key}`: {message}"),
+            ConfigError::Auth { key, message } | ConfigError::Cluster { key, message } => {
+                write!(f, "`{key}`: {message}")
+            }
         }
     }
 }

@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use super::TlsConfig;
 use super::security::AuthConfig;
-use super::{CompressionConfig, values};
+use super::{ClusterConfig, CompressionConfig, values};
 use crate::retry::RetryPolicy;
 
 /// Built-in HTTP endpoints served on the hub's own port.
@@ -252,6 +252,10 @@ pub struct HubConfig {
     pub max_buffered_bytes: Option<usize>,
     /// permessage-deflate.
     pub compression: CompressionConfig,
+    /// Hubs sharing users through Redis; `None` (the default): this hub
+    /// alone, with no thread or socket for it. See the README's cluster
+    /// section.
+    pub cluster: Option<ClusterConfig>,
 }
 
 impl Default for HubConfig {
@@ -294,6 +298,7 @@ impl Default for HubConfig {
             max_connections_per_ip: 256,
             max_buffered_bytes: None,
             compression: CompressionConfig::default(),
+            cluster: None,
         }
     }
 }

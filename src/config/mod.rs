@@ -65,6 +65,7 @@
 //!   admin_listen: null           # HOST:PORT for /health/* and /metrics; null: public port, loopback peers only
 //!   max_connections_per_ip: 256  # 0: no limit
 //!   max_buffered_bytes: null     # partial heads/frames/messages, hub-wide; null: 4KiB x max_connections
+//!   cluster: null                # {redis_url: redis://host:6379/0, node_id: hub-1, presence_ttl: 10s}
 //! ```
 //!
 //! Every duration is at most [`MAX_DURATION`] (365 days), so no deadline
@@ -88,6 +89,7 @@
 //! |---|---|
 //! | `hub.rs` | [`HubConfig`] and [`HealthConfig`]: the keys, their docs and defaults |
 //! | `security.rs` | [`AuthConfig`]: the `auth:` section |
+//! | `cluster.rs` | [`ClusterConfig`], the `cluster:` section (Redis) |
 //! | `compression.rs` | [`CompressionConfig`], the `compression:` section |
 //! | `retry_keys.rs` | the retry policy's keys and their defaulting rules |
 //! | `values.rs` | how durations, byte sizes and addresses are spelled |
@@ -96,6 +98,7 @@
 //! | `error.rs` | [`ConfigError`] |
 //! | `view.rs` | [`RetryConfigView`], the `/health/retry-config` document |
 
+mod cluster;
 mod compression;
 mod error;
 mod file;
@@ -107,6 +110,7 @@ mod validate;
 mod values;
 mod view;
 
+pub use cluster::{ClusterConfig, RedisAddr};
 pub use compression::CompressionConfig;
 pub use error::ConfigError;
 pub use file::ConfigFormat;

@@ -33,6 +33,9 @@ impl HubConfig {
         self.check_frame_size()?;
         self.check_paths()?;
         self.compression.validate()?;
+        if let Some(cluster) = &self.cluster {
+            cluster.validate()?;
+        }
         self.check_auth()
     }
 

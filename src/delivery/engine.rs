@@ -52,8 +52,17 @@ pub(crate) trait Net {
     fn user_key(&self, user: &str) -> Option<Arc<str>>;
     /// Free entries in the ring of connection `conn`.
     fn ring_free(&self, conn: ConnId) -> usize;
-    /// Queues a tagged frame; false when the ring is full or gone.
+    /// Queues a tagged frame; false when the ring is full or gone. For a
+    /// proxy (a device on another hub) the frame goes to the cluster.
     fn enqueue(&mut self, conn: ConnId, payload: &Payload, tag: Tag) -> bool;
+}
+
+/// The outcome of one attempt another hub asked this one for.
+#[derive(Debug, Clone)]
+pub(crate) struct RemoteOutcome {
+    pub(crate) node: Arc<str>,
+    pub(crate) ticket: crate::cluster::wire::Ticket,
+    pub(crate) error: Option<FailureReason>,
 }
 
 /// The engine's settings, taken from [`HubConfig`].
@@ -160,6 +169,10 @@ pub(crate) struct Engine<const W: usize> {
     due: Vec<DeliveryId>,
     /// Results the built-in relay tells their senders, drained by the hub.
     sender_notices: Vec<SenderNotice>,
+    /// Outcomes owed to other hubs of the cluster, drained by the hub.
+    remote_outcomes: Vec<RemoteOutcome>,
+    /// Connection ids from here up are proxies of remote devices.
+    local_slots: usize,
     next_seq: u64,
     rng: SplitMix64,
     reporter: Reporter,
@@ -201,6 +214,8 @@ impl<const W: usize> Engine<W> {
             retry_order: HashMap::new(),
             due: Vec::new(),
             sender_notices: Vec::new(),
+            remote_outcomes: Vec::new(),
+            local_slots: slots,
             next_seq: 0,
             rng: SplitMix64::new(seed),
             reporter: Reporter::new(cfg.handler_workers, cfg.handler_queue_capacity),
@@ -297,6 +312,11 @@ impl<const W: usize> Engine<W> {
         s.pending_cap_refusals = c.refused_pending_cap;
         s.duplicate_ids = c.duplicate_ids;
         s.dropped_on_close += c.dropped_on_close;
+    }
+
+    /// Failures counted as `cluster_unavailable`.
+    pub(crate) fn cluster_failures(&self) -> u64 {
+        self.reporter.counters.cluster_unavailable
     }
 
     /// When the engine next needs [`tick`](Self::tick).
@@ -673,14 +693,21 @@ impl<const W: usize> Engine<W> {
                     }
                 }
                 Timer::AckTimeout(tag) => {
-                    let conn = match self.table.target_mut(tag) {
+                    let local_slots = self.local_slots;
+                    let (conn, reason) = match self.table.target_mut(tag) {
                         Some(t) if t.state == TargetState::AwaitingAck => {
                             t.ack_timer = None;
-                            t.conn
+                            (t.conn, FailureReason::Timeout(TimeoutKind::Ack))
+                        }
+                        // A remote device's hub never answered.
+                        Some(t)
+                            if t.state == TargetState::Queued && t.conn.index() >= local_slots =>
+                        {
+                            t.ack_timer = None;
+                            (t.conn, FailureReason::ClusterUnavailable)
                         }
                         _ => continue,
                     };
-                    let reason = FailureReason::Timeout(TimeoutKind::Ack);
                     self.settle(now, tag, TargetState::Failed(reason), net);
                     self.pump(now, conn, net);
                 }
@@ -703,6 +730,82 @@ impl<const W: usize> Engine<W> {
                 self.finalize(now, id, Some(FailureReason::ChannelClosed));
             }
         }
+    }
+
+    /// Another hub answered for a remote device's part (`error`: `None`
+    /// when the device took the message).
+    pub(crate) fn remote_outcome(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        tag: Tag,
+        error: Option<FailureReason>,
+        net: &mut impl Net,
+    ) {
+        let queued_here = self
+            .table
+            .target_mut(tag)
+            .is_some_and(|t| t.conn == conn && t.state == TargetState::Queued);
+        if !queued_here {
+            return;
+        }
+        let state = match error {
+            None => TargetState::Taken,
+            Some(r) => TargetState::Failed(r),
+        };
+        self.settle(now, tag, state, net);
+        self.pump(now, conn, net);
+    }
+
+    /// Starts the one attempt another hub asks for: to `client` of `user`
+    /// on this hub only; the outcome goes back through
+    /// [`drain_remote_outcomes`](Self::drain_remote_outcomes).
+    pub(crate) fn start_for_remote(
+        &mut self,
+        now: Instant,
+        user: &str,
+        client: &str,
+        env: Envelope,
+        waiter: super::RemoteWaiter,
+        net: &mut impl Net,
+    ) -> Result<DeliveryId, SendError> {
+        let only = Some(Arc::from(client));
+        let waiter = Waiter::Remote(waiter);
+        self.open(now, user, env, waiter, None, false, only, net)
+    }
+
+    /// Hands the outcomes owed to other hubs to `f`.
+    pub(crate) fn drain_remote_outcomes(&mut self, mut f: impl FnMut(&RemoteOutcome)) {
+        for o in &self.remote_outcomes {
+            f(o);
+        }
+        self.remote_outcomes.clear();
+    }
+
+    /// `require_ack` of a delivery under way.
+    pub(crate) fn require_ack_of(&self, id: DeliveryId) -> Option<bool> {
+        self.table.get(id).map(|d| d.require_ack)
+    }
+
+    /// The message id of a delivery under way.
+    pub(crate) fn message_id_of(&self, id: DeliveryId) -> Option<super::MessageId> {
+        self.table.get(id).map(|d| d.message_id_arc())
+    }
+
+    /// Whether `conn` is a proxy of a device on another hub.
+    pub(crate) fn is_proxy(&self, conn: ConnId) -> bool {
+        conn.index() >= self.local_slots
+    }
+
+    /// How long a remote device's hub has to answer: its ring's
+    /// `send_timeout`, its ACK deadline, and a second for the way back.
+    pub(super) fn remote_deadline(&self, require_ack: bool) -> Duration {
+        let ack = if require_ack {
+            self.cfg.ack_timeout
+        } else {
+            Duration::ZERO
+        };
+        self.cfg.send_timeout + ack + Duration::from_secs(1)
     }
 
     /// Hands the results the built-in relay owes its senders to `f`.

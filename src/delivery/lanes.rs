@@ -63,6 +63,11 @@ impl Lanes {
 
     /// Binds slot `conn.index()` to a new connection.
     pub(super) fn open(&mut self, conn: ConnId) {
+        // Proxies of remote devices (cluster) are numbered past the slots:
+        // their lanes are made when a device of another hub appears.
+        if conn.index() >= self.lanes.len() {
+            self.lanes.resize_with(conn.index() + 1, Lane::default);
+        }
         if let Some(lane) = self.lanes.get_mut(conn.index()) {
             debug_assert!(lane.backlog.is_empty() && lane.window.is_empty());
             lane.conn = Some(conn);

@@ -27,7 +27,7 @@ mod sim;
 mod tests;
 
 pub(crate) use engine::{Engine, EngineConfig, Net};
-pub(crate) use record::{Tag, Waiter};
+pub(crate) use record::{RemoteWaiter, Tag, Waiter};
 
 use std::fmt;
 use std::num::NonZeroU32;
@@ -228,6 +228,7 @@ impl SendResult {
             SendError::UserOffline => FailureReason::UserOffline,
             SendError::QueueFull { .. } => FailureReason::QueueFull,
             SendError::TooManyPending { .. } => FailureReason::RateLimited,
+            SendError::ClusterUnavailable => FailureReason::ClusterUnavailable,
             SendError::NoSuchClient | SendError::ShuttingDown => FailureReason::ChannelClosed,
         };
         SendResult {

@@ -77,6 +77,23 @@ pub(crate) enum Waiter {
     /// The client whose message the built-in relay delivers: told the
     /// result in a `send_result` notice (and the result callback runs too).
     Sender(ConnId),
+    /// Another hub of the cluster, whose delivery this one attempt serves:
+    /// the outcome goes back to it; it retries and reports, not this hub.
+    Remote(RemoteWaiter),
+}
+
+/// The hub a cluster delivery came from, and its ticket there.
+#[derive(Debug, Clone)]
+pub(crate) struct RemoteWaiter {
+    pub node: Arc<str>,
+    pub ticket: crate::cluster::wire::Ticket,
+}
+
+impl Waiter {
+    /// Whether another hub waits (one attempt, no local retry or report).
+    pub(crate) fn is_remote(&self) -> bool {
+        matches!(self, Waiter::Remote(_))
+    }
 }
 
 /// One delivery: (message, user).

@@ -151,6 +151,9 @@ pub enum FailureReason {
     OfflineEvicted,
     /// The offline store kept the message past `offline_ttl`.
     OfflineExpired,
+    /// The device is on another hub of the cluster, and Redis (or that hub)
+    /// could not be reached. Retryable by default: the hub reconnects.
+    ClusterUnavailable,
 }
 
 /// Names accepted by [`TimeoutKind::from_str`], for error messages.
@@ -166,7 +169,7 @@ impl FailureReason {
     /// # use wshub::reason::FailureReason;
     /// assert!(FailureReason::ALL.contains(&FailureReason::RateLimited));
     /// ```
-    pub const ALL: [FailureReason; 15] = [
+    pub const ALL: [FailureReason; 16] = [
         FailureReason::QueueFull,
         FailureReason::UserOffline,
         FailureReason::Timeout(TimeoutKind::Ack),
@@ -182,6 +185,7 @@ impl FailureReason {
         FailureReason::RateLimited,
         FailureReason::OfflineEvicted,
         FailureReason::OfflineExpired,
+        FailureReason::ClusterUnavailable,
     ];
 
     /// Every name [`FailureReason::from_str`] accepts (the values of
@@ -191,7 +195,7 @@ impl FailureReason {
     /// # use wshub::reason::FailureReason;
     /// assert_eq!(FailureReason::NAMES[0], "queue_full");
     /// ```
-    pub const NAMES: [&'static str; 15] = [
+    pub const NAMES: [&'static str; 16] = [
         "queue_full",
         "user_offline",
         "ack_timeout",
@@ -207,6 +211,7 @@ impl FailureReason {
         "rate_limited",
         "offline_evicted",
         "offline_expired",
+        "cluster_unavailable",
     ];
 
     /// Every name a classification list in the config may use: the
@@ -217,7 +222,7 @@ impl FailureReason {
     /// # use wshub::reason::FailureReason;
     /// assert!(FailureReason::CLASSIFICATION_NAMES.contains(&"timeout"));
     /// ```
-    pub const CLASSIFICATION_NAMES: [&'static str; 16] = [
+    pub const CLASSIFICATION_NAMES: [&'static str; 17] = [
         "queue_full",
         "user_offline",
         "timeout",
@@ -234,6 +239,7 @@ impl FailureReason {
         "rate_limited",
         "offline_evicted",
         "offline_expired",
+        "cluster_unavailable",
     ];
 
     /// The seed's reason string; all timeouts map to `"timeout"`.
@@ -258,6 +264,7 @@ impl FailureReason {
             FailureReason::RateLimited => "rate_limited",
             FailureReason::OfflineEvicted => "offline_evicted",
             FailureReason::OfflineExpired => "offline_expired",
+            FailureReason::ClusterUnavailable => "cluster_unavailable",
         }
     }
 
@@ -308,6 +315,7 @@ impl FailureReason {
             FailureReason::RateLimited => 12,
             FailureReason::OfflineEvicted => 13,
             FailureReason::OfflineExpired => 14,
+            FailureReason::ClusterUnavailable => 15,
         }
     }
 }

@@ -16,6 +16,7 @@ pub(crate) struct FailureCounters {
     pub ack_timeouts: u64,
     pub send_timeouts: u64,
     pub connection_timeouts: u64,
+    pub cluster_unavailable: u64,
     pub other: u64,
 }
 
@@ -33,6 +34,10 @@ impl FailureCounters {
                     TimeoutKind::Send => self.send_timeouts += 1,
                     _ => self.connection_timeouts += 1,
                 }
+            }
+            FailureReason::ClusterUnavailable => {
+                self.cluster_unavailable += 1;
+                self.other += 1;
             }
             _ => self.other += 1,
         }

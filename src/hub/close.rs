@@ -50,8 +50,11 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
         }
         // A closing connection is no longer a device of its user: sends and
         // retries skip it, and it no longer counts against the limits.
-        if let Some(identity) = &conn.identity {
-            self.net.registry.remove(&identity.user_id, key);
+        if let Some(identity) = &conn.identity
+            && self.net.registry.remove(&identity.user_id, key)
+            && let Some(cluster) = self.cluster.as_mut()
+        {
+            cluster.device(&identity.user_id, &identity.client_id, false);
         }
         // Nor a member of its groups: group sends skip it from now on.
         self.groups.conn_gone(key);
@@ -173,8 +176,11 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
         }
         // Unregister first (if closing has not already): a retry started by
         // the failures below must not pick this connection again.
-        if let Some(identity) = &conn.identity {
-            self.net.registry.remove(&identity.user_id, key);
+        if let Some(identity) = &conn.identity
+            && self.net.registry.remove(&identity.user_id, key)
+            && let Some(cluster) = self.cluster.as_mut()
+        {
+            cluster.device(&identity.user_id, &identity.client_id, false);
         }
         self.groups.conn_gone(key);
         self.fail_conn_leftovers(&mut conn, reason);

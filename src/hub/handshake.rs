@@ -220,6 +220,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
             Esc(&identity.client_id)
         );
         let user = identity.user_id.clone();
+        self.announce_device(&identity.user_id, &identity.client_id, true);
         self.events
             .push_back(HubEvent::Connected { conn: id, identity });
         self.arm_expiry(key);

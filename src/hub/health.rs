@@ -47,6 +47,16 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
                 "uptime_seconds".into(),
                 self.started.elapsed().as_secs_f64().into(),
             );
+            if let Some(c) = &self.cluster {
+                obj.insert(
+                    "cluster".into(),
+                    serde_json::json!({
+                        "state": c.state().as_str(),
+                        "node_id": &*c.node,
+                        "presence_ttl_ms": c.ttl.as_millis() as u64,
+                    }),
+                );
+            }
         }
         v
     }
@@ -70,6 +80,9 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
                         | "groups"
                         | "memberships"
                         | "sticky_memberships"
+                        | "cluster_up"
+                        | "cluster_nodes"
+                        | "cluster_remote_devices"
                 ) {
                     "gauge"
                 } else {

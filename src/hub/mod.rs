@@ -7,6 +7,7 @@
 
 mod accept;
 mod close;
+mod cluster;
 mod deflate;
 mod deliver;
 mod frames;
@@ -193,6 +194,8 @@ pub struct Hub<const QUEUE: usize = DEFAULT_QUEUE, const WHEEL: usize = DEFAULT_
     group_ops: groups::GroupOps,
     /// Reused by with-retry group sends for the members' (user, client).
     group_members: Vec<(Arc<str>, Arc<str>)>,
+    /// The link to the other hubs (`cluster`), when configured.
+    cluster: Option<crate::cluster::Cluster>,
 }
 
 impl<const QUEUE: usize, const WHEEL: usize> std::fmt::Debug for Hub<QUEUE, WHEEL> {
@@ -246,6 +249,14 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
         let slots = slot_limit(max);
         let now = Instant::now();
         let engine = Engine::new(EngineConfig::from_hub(&config), slots, now, seed());
+        let cluster = match &config.cluster {
+            Some(c) => Some(crate::cluster::Cluster::start(
+                c,
+                handle.waker.clone(),
+                now,
+            )?),
+            None => None,
+        };
         Ok(Hub {
             poll,
             mio_events: Events::with_capacity(1024),
@@ -295,6 +306,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
             group_policy: Box::new(crate::group::DefaultPolicy),
             group_ops: groups::GroupOps::default(),
             group_members: Vec::new(),
+            cluster,
             config,
         })
     }
@@ -395,6 +407,21 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
         self.engine.fill_stats(&mut s);
         s.relay_pool_misses = self.relay.pool_misses();
         self.fill_group_stats(&mut s);
+        s.cluster_unavailable = self.engine.cluster_failures();
+        if let Some(c) = &self.cluster {
+            let k = &c.counters;
+            s.cluster_up = u64::from(c.up());
+            s.cluster_sent = k.sent;
+            s.cluster_received = k.received;
+            s.cluster_lost = k.lost;
+            s.cluster_malformed = k.malformed;
+            s.cluster_link_downs = k.link_downs;
+        }
+        if let Some(p) = &self.net.remote {
+            s.cluster_nodes = p.nodes() as u64;
+            s.cluster_remote_devices = p.len() as u64;
+            s.cluster_refused_devices = p.refused;
+        }
         s
     }
 
@@ -445,6 +472,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
         self.read_leftovers();
         self.run_timers();
         self.run_commands();
+        self.cluster_turn();
         if self.shutdown_requested.swap(false, Ordering::AcqRel) {
             self.shutdown();
         }
@@ -472,10 +500,14 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
         {
             return Some(Duration::ZERO);
         }
-        let timer = match (self.net.timers.next_deadline(), self.engine.next_deadline()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let timer = [
+            self.net.timers.next_deadline(),
+            self.engine.next_deadline(),
+            self.cluster_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
         .map(|d| d.saturating_duration_since(self.net.now));
         match (requested, timer) {
             (Some(a), Some(b)) => Some(a.min(b)),

@@ -10,6 +10,7 @@ use slab::Slab;
 
 use super::TimerEvent;
 use super::deflate::Twins;
+use crate::cluster::presence::Presence;
 use crate::config::HubConfig;
 use crate::conn::Conn;
 use crate::conn::outbox::Outbound;
@@ -36,6 +37,10 @@ pub(crate) struct Conns<const QUEUE: usize, const WHEEL: usize> {
     /// Compressed twins of this turn's sends, for connections that
     /// negotiated permessage-deflate.
     pub twins: Twins,
+    /// Devices on other hubs (`cluster`), behind proxy connection ids.
+    pub remote: Option<Presence>,
+    /// Tracked frames for proxies, published by the loop after this turn.
+    pub remote_out: Vec<(ConnId, Payload, Tag)>,
 }
 
 impl<const QUEUE: usize, const WHEEL: usize> Conns<QUEUE, WHEEL> {
@@ -50,6 +55,13 @@ impl<const QUEUE: usize, const WHEEL: usize> Conns<QUEUE, WHEEL> {
             started: now,
             send_timeout: millis(config.send_timeout),
             twins: Twins::new(&config.compression),
+            // A hub's picture of the others: up to four remote devices per
+            // local connection slot.
+            remote: config
+                .cluster
+                .as_ref()
+                .map(|_| Presence::new(slots, slots.saturating_mul(4))),
+            remote_out: Vec::new(),
         }
     }
 
@@ -134,18 +146,36 @@ impl<const QUEUE: usize, const WHEEL: usize> Net for Conns<QUEUE, WHEEL> {
                 f(conn.id, &dev.client_id);
             }
         }
+        for dev in self.remote.iter().flat_map(|r| r.of_user(user)) {
+            f(dev.id, &dev.client);
+        }
     }
 
     fn user_key(&self, user: &str) -> Option<Arc<str>> {
-        self.registry.user_key(user).cloned()
+        let local = self.registry.user_key(user).cloned();
+        local.or_else(|| self.remote.as_ref()?.user_key(user))
     }
 
     fn ring_free(&self, conn: ConnId) -> usize {
-        self.open(conn).map_or(0, |c| c.outbox.free())
+        match &self.remote {
+            // A remote device's ring is on its hub: the engine's ACK window
+            // and that hub's answer bound what is in flight.
+            Some(r) if r.is_proxy(conn) => usize::from(r.get(conn).is_some()) * QUEUE,
+            _ => self.open(conn).map_or(0, |c| c.outbox.free()),
+        }
     }
 
     fn enqueue(&mut self, conn: ConnId, payload: &Payload, tag: Tag) -> bool {
-        self.open(conn).is_some() && self.enqueue_key(conn.index(), payload, Some(tag))
+        match &self.remote {
+            Some(r) if r.is_proxy(conn) => {
+                let present = r.get(conn).is_some();
+                if present {
+                    self.remote_out.push((conn, payload.clone(), tag));
+                }
+                present
+            }
+            _ => self.open(conn).is_some() && self.enqueue_key(conn.index(), payload, Some(tag)),
+        }
     }
 }
 

@@ -274,7 +274,8 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
             if !self.config.client_broadcast {
                 return self.notice_error(r.from, "validation", "broadcast is not allowed");
             }
-            self.send_to_others(&sender.user_id, &payload);
+            self.send_to_others_local(&sender.user_id, &payload);
+            self.forward_to_others(&sender.user_id, &payload);
         } else if r.require_ack {
             let env = r.envelope(payload);
             let waiter = Waiter::Sender(r.from);
@@ -307,8 +308,8 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
         self.notice_error(from, reason, &e.to_string());
     }
 
-    /// Every open connection but those of `user`.
-    fn send_to_others(&mut self, user: &str, payload: &Payload) {
+    /// Every open connection of this hub but those of `user`.
+    pub(super) fn send_to_others_local(&mut self, user: &str, payload: &Payload) {
         let mut keys = std::mem::take(&mut self.broadcast_keys);
         keys.clear();
         keys.extend(self.net.registry.keys());

@@ -79,7 +79,22 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
     /// Errors: `UserOffline` / `NoSuchClient` when nobody matches,
     /// `QueueFull` when some rings were full (the others still got it),
     /// `MessageTooLarge` over `max_message_size`.
+    ///
+    /// In a cluster, the other hubs' devices get it too (through Redis);
+    /// when Redis cannot be reached, that part fails as
+    /// `cluster_unavailable` (reported and counted).
     pub fn send(&mut self, target: Target<'_>, payload: &Payload) -> Result<usize, SendError> {
+        self.send_with(target, payload, true)
+    }
+
+    /// [`send`](Self::send), with or without the other hubs' devices (not
+    /// for what another hub forwarded here).
+    pub(super) fn send_with(
+        &mut self,
+        target: Target<'_>,
+        payload: &Payload,
+        forward: bool,
+    ) -> Result<usize, SendError> {
         if self.lifecycle != super::Lifecycle::Running {
             return Err(SendError::ShuttingDown);
         }
@@ -97,6 +112,11 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
                 hub.report_plain(FailureReason::QueueFull, key, None, payload);
             }
         };
+        let remote = if forward && self.cluster.is_some() {
+            self.forward(target, payload)
+        } else {
+            0
+        };
         match target {
             Target::User(user) => {
                 // Index loop: `enqueue` needs the hub while devices are read.
@@ -104,7 +124,10 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
                     let key = self.net.registry.devices(user)[i].key;
                     offer(self, key);
                 }
-                if queued + full == 0 {
+                if queued + full == 0 && remote > 0 && !self.cluster_up() {
+                    return Err(SendError::ClusterUnavailable);
+                }
+                if queued + full + remote == 0 {
                     self.report_plain(FailureReason::UserOffline, usize::MAX, Some(user), payload);
                     self.store_plain_offline(user, payload);
                     return Err(SendError::UserOffline);
@@ -112,7 +135,13 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
             }
             Target::Device { user, client } => match self.net.registry.device(user, client) {
                 Some(key) => offer(self, key),
-                None if self.net.registry.devices(user).is_empty() => {
+                None if remote > 0 && !self.cluster_up() => {
+                    return Err(SendError::ClusterUnavailable);
+                }
+                None if remote > 0 => {}
+                None if self.net.registry.devices(user).is_empty()
+                    && !self.remote_devices(user) =>
+                {
                     self.report_plain(FailureReason::UserOffline, usize::MAX, Some(user), payload);
                     return Err(SendError::UserOffline);
                 }
@@ -151,13 +180,17 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
         if full > 0 {
             return Err(SendError::QueueFull { queued, full });
         }
-        Ok(queued)
+        Ok(queued + remote)
+    }
+
+    fn cluster_up(&self) -> bool {
+        self.cluster.as_ref().is_some_and(|c| c.up())
     }
 
     /// Encodes `msg` once and sends it to every device of `user` (or only
     /// to `msg.receiver_client`, when set).
     pub fn send_to_user(&mut self, user: &str, msg: &Message) -> Result<usize, SendError> {
-        let offline = self.net.registry.devices(user).is_empty();
+        let offline = self.net.registry.devices(user).is_empty() && !self.remote_devices(user);
         if offline && self.lifecycle == super::Lifecycle::Running && self.engine.stores_offline() {
             // Kept as it is (no decode of its frame later): the offline path.
             let env = Envelope::new(msg.clone())?;
@@ -198,8 +231,14 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
         }
     }
 
-    /// Kicks every device of `user`; returns how many were open.
+    /// Kicks every device of `user` (on every hub of a cluster); returns
+    /// how many were open (here, and as this hub last knew the others).
     pub fn kick_user(&mut self, user: &str, reason: &str) -> usize {
+        self.forward_kick(user, "", reason) + self.kick_user_local(user, reason)
+    }
+
+    /// Kicks `user`'s devices on this hub.
+    pub(super) fn kick_user_local(&mut self, user: &str, reason: &str) -> usize {
         let mut n = 0;
         while let Some(key) = self
             .net

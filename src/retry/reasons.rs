@@ -57,7 +57,8 @@ impl ReasonSet {
     ]);
 
     /// The seed's default `retryable_errors`: queue_full, timeout, conn_error,
-    /// channel_closed, network_unreachable.
+    /// channel_closed, network_unreachable; and wshub's cluster_unavailable
+    /// (the seed has no cluster reason).
     ///
     /// ```
     /// # use wshub::reason::FailureReason;
@@ -69,6 +70,7 @@ impl ReasonSet {
         FailureReason::ConnError,
         FailureReason::ChannelClosed,
         FailureReason::NetworkUnreachable,
+        FailureReason::ClusterUnavailable,
     ])
     .union(ReasonSet::TIMEOUTS);
 

@@ -3,7 +3,7 @@
 
 use std::time::{Instant, SystemTime};
 
-use super::{Engine, Net};
+use super::{Engine, Net, Timer};
 use crate::delivery::DeliveryId;
 use crate::delivery::lanes::Waiting;
 use crate::delivery::record::{DeliveryTarget, Tag, TargetState};
@@ -34,7 +34,14 @@ impl<const W: usize> Engine<W> {
         let (targets, taken) = (&mut d.targets, &d.taken[..]);
         #[cfg(test)]
         let taken = if retry_taken { &[] } else { taken };
+        // Another hub's request is for this hub's devices only: its own
+        // picture of the cluster routes the rest.
+        let local_only = d.waiter.is_remote();
+        let local_slots = self.local_slots;
         net.each_device(&user, &mut |conn, client_id| {
+            if local_only && conn.index() >= local_slots {
+                return;
+            }
             if (only.is_empty() || &**client_id == only) && !taken.iter().any(|c| c == client_id) {
                 targets.push(DeliveryTarget {
                     conn,
@@ -83,7 +90,7 @@ impl<const W: usize> Engine<W> {
             }
         }
         if !backlogged && !window_full && net.enqueue(conn, &payload, tag) {
-            self.queued(tag, conn, require_ack);
+            self.queued(now, tag, conn, require_ack);
             return;
         }
         if window_full {
@@ -108,16 +115,26 @@ impl<const W: usize> Engine<W> {
         }
     }
 
-    /// The target's frame is in its ring.
-    pub(super) fn queued(&mut self, tag: Tag, conn: ConnId, require_ack: bool) {
+    /// The target's frame is in its ring (or, for a proxy, on its way to
+    /// the device's hub, which has until the remote deadline to answer).
+    pub(super) fn queued(&mut self, now: Instant, tag: Tag, conn: ConnId, require_ack: bool) {
         let pos = if require_ack {
             self.lanes.window_push(conn, tag)
         } else {
             None
         };
+        let deadline = self.is_proxy(conn).then(|| {
+            self.timers.insert(
+                now + self.remote_deadline(require_ack),
+                Timer::AckTimeout(tag),
+            )
+        });
         if let Some(t) = self.table.target_mut(tag) {
             t.state = TargetState::Queued;
             t.window_pos = pos;
+            if deadline.is_some() {
+                t.ack_timer = deadline;
+            }
         }
     }
 
@@ -145,7 +162,9 @@ impl<const W: usize> Engine<W> {
                     let reason = FailureReason::Timeout(TimeoutKind::Send);
                     self.settle(now, w.tag, TargetState::Failed(reason), net);
                 }
-                Some(p) if net.enqueue(conn, &p, w.tag) => self.queued(w.tag, conn, w.require_ack),
+                Some(p) if net.enqueue(conn, &p, w.tag) => {
+                    self.queued(now, w.tag, conn, w.require_ack);
+                }
                 Some(_) => {
                     // The ring said it had room: only a closed ring refuses.
                     self.settle(

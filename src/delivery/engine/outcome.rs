@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{Engine, Net, Timer};
-use crate::delivery::engine::SenderNotice;
+use crate::delivery::engine::{RemoteOutcome, SenderNotice};
 use crate::delivery::offline::{Gone, Stored};
 use crate::delivery::record::{TargetState, Waiter};
 use crate::delivery::{DeliveryId, Envelope, SendAttempt, SendResult};
@@ -52,7 +52,10 @@ impl<const W: usize> Engine<W> {
             .as_ref()
             .and_then(|u| self.budgets.get_mut(u))
             .map(|b| &mut b.budget);
+        // Another hub's request: that hub retries and reports.
+        let remote = d.waiter.is_remote();
         let decision = match budget {
+            Some(_) if remote => RetryDecision::GiveUp(crate::retry::GiveUpReason::NotRetryable),
             Some(budget) if self.running => self.cfg.retry.should_retry(
                 reason,
                 attempt_number - 1,
@@ -63,7 +66,9 @@ impl<const W: usize> Engine<W> {
             _ => RetryDecision::GiveUp(crate::retry::GiveUpReason::NotRetryable),
         };
         let will_retry = matches!(decision, RetryDecision::Retry { .. });
-        self.report_attempt_failures(id, attempt_number, will_retry);
+        if !remote {
+            self.report_attempt_failures(id, attempt_number, will_retry);
+        }
         match decision {
             RetryDecision::Retry { delay } => {
                 self.counters.retries += 1;
@@ -194,7 +199,9 @@ impl<const W: usize> Engine<W> {
                 self.budgets.remove(u);
             }
         }
-        let keep = error == Some(FailureReason::UserOffline) && self.offline.enabled();
+        let keep = error == Some(FailureReason::UserOffline)
+            && self.offline.enabled()
+            && !d.waiter.is_remote();
         if keep && let (Some(u), Some(env)) = (&user, d.envelope.clone()) {
             let seq = d.seq;
             let stored = self.store(now, u, env, seq);
@@ -222,6 +229,11 @@ impl<const W: usize> Engine<W> {
                 // empty one (no allocation until it is used again).
                 let _ = tx.try_send(std::mem::take(&mut d.result));
             }
+            Waiter::Remote(w) => self.remote_outcomes.push(RemoteOutcome {
+                node: w.node,
+                ticket: w.ticket,
+                error: d.result.final_error,
+            }),
             Waiter::Sender(conn) => {
                 if let Some(cb) = &mut self.on_result {
                     cb(id, &d.result);
