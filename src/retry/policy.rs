@@ -128,7 +128,10 @@ impl fmt::Display for GiveUpReason {
 
 impl RetryPolicy {
     /// Whether `reason` may be retried: in `retryable` and not in
-    /// `non_retryable`.
+    /// `non_retryable`. A reason go-wsc has no name for
+    /// ([`ReasonSet::BEYOND_SEED`]: `cluster_unavailable`) is retried when
+    /// neither list names it, so a go-wsc config keeps retrying a cluster's
+    /// transient failures; put it in `non_retryable_errors` to stop that.
     ///
     /// ```
     /// # use wshub::reason::FailureReason;
@@ -137,9 +140,13 @@ impl RetryPolicy {
     /// assert!(policy.is_retryable(FailureReason::QueueFull));
     /// assert!(!policy.is_retryable(FailureReason::UserOffline));
     /// assert!(!policy.is_retryable(FailureReason::RateLimited)); // in neither list
+    /// assert!(policy.is_retryable(FailureReason::ClusterUnavailable)); // beyond the seed
     /// ```
     pub const fn is_retryable(&self, reason: FailureReason) -> bool {
-        self.retryable.contains(reason) && !self.non_retryable.contains(reason)
+        let unnamed = ReasonSet::BEYOND_SEED.contains(reason)
+            && !self.retryable.contains(reason)
+            && !self.non_retryable.contains(reason);
+        unnamed || self.retryable.contains(reason) && !self.non_retryable.contains(reason)
     }
 
     /// The un-jittered delay before retry number `retry_index` (0 for the

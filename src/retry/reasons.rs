@@ -57,8 +57,7 @@ impl ReasonSet {
     ]);
 
     /// The seed's default `retryable_errors`: queue_full, timeout, conn_error,
-    /// channel_closed, network_unreachable; and wshub's cluster_unavailable
-    /// (the seed has no cluster reason).
+    /// channel_closed, network_unreachable.
     ///
     /// ```
     /// # use wshub::reason::FailureReason;
@@ -70,9 +69,19 @@ impl ReasonSet {
         FailureReason::ConnError,
         FailureReason::ChannelClosed,
         FailureReason::NetworkUnreachable,
-        FailureReason::ClusterUnavailable,
     ])
     .union(ReasonSet::TIMEOUTS);
+
+    /// Reasons go-wsc has no name for (`cluster_unavailable`): retried
+    /// unless a list says otherwise, so that a go-wsc config, which cannot
+    /// name them, keeps retrying what is transient.
+    ///
+    /// ```
+    /// # use wshub::reason::FailureReason;
+    /// # use wshub::retry::ReasonSet;
+    /// assert!(ReasonSet::BEYOND_SEED.contains(FailureReason::ClusterUnavailable));
+    /// ```
+    pub const BEYOND_SEED: ReasonSet = ReasonSet::of(&[FailureReason::ClusterUnavailable]);
 
     /// The seed's default `non_retryable_errors`: user_offline, permission,
     /// validation, authentication_failed, message_too_large.

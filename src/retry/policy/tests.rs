@@ -278,7 +278,12 @@ proptest! {
     #[test]
     fn non_retryable_wins(retryable in reason_set(), non_retryable in reason_set(), r in reason()) {
         let p = RetryPolicy { retryable, non_retryable, ..RetryPolicy::default() };
-        if non_retryable.contains(r) || !retryable.contains(r) {
+        let unnamed = ReasonSet::BEYOND_SEED.contains(r)
+            && !retryable.contains(r)
+            && !non_retryable.contains(r);
+        if unnamed {
+            prop_assert!(p.is_retryable(r), "a reason the seed cannot name is retried by default");
+        } else if non_retryable.contains(r) || !retryable.contains(r) {
             prop_assert!(!p.is_retryable(r));
         } else {
             prop_assert!(p.is_retryable(r));
