@@ -214,9 +214,29 @@ fn throughput(a: SocketAddr, b: SocketAddr, tag: &str) -> f64 {
     (PAIRS as u64 * PER_PAIR) as f64 / start.elapsed().as_secs_f64()
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
+}
+
+/// One path's figures over the rounds.
+struct Row {
+    name: &'static str,
+    rate: Vec<f64>,
+    p50: Vec<f64>,
+    p99: Vec<f64>,
+}
+
+impl Row {
+    fn new(name: &'static str) -> Row {
+        Row {
+            name,
+            rate: Vec::new(),
+            p50: Vec::new(),
+            p99: Vec::new(),
+        }
+    }
 }
 
 fn main() {
@@ -230,41 +250,39 @@ fn main() {
     let (_redis, port) = start_redis();
     let hub_a = HubThread::start(port, "bench-a");
     let hub_b = HubThread::start(port, "bench-b");
-    let mut rows: Vec<(&str, Vec<f64>, Vec<f64>, Vec<f64>)> = vec![
-        ("same hub", vec![], vec![], vec![]),
-        ("cross hub", vec![], vec![], vec![]),
-    ];
+    let mut rows = [Row::new("same hub"), Row::new("cross hub")];
     for round in 0..rounds {
         for (i, row) in rows.iter_mut().enumerate() {
             let b = if i == 0 { hub_a.addr } else { hub_b.addr };
             let tag = format!("{round}{i}");
             let (p50, p99) = latency(hub_a.addr, b, &tag);
             let rate = throughput(hub_a.addr, b, &tag);
-            row.1.push(rate);
-            row.2.push(p50.as_secs_f64() * 1e6);
-            row.3.push(p99.as_secs_f64() * 1e6);
+            row.rate.push(rate);
+            row.p50.push(p50.as_secs_f64() * 1e6);
+            row.p99.push(p99.as_secs_f64() * 1e6);
             eprintln!(
                 "round {round} {}: {rate:.0} deliveries/s, round trip p50 {p50:?} p99 {p99:?}",
-                row.0
+                row.name
             );
         }
     }
     println!("| path | deliveries/s (8 pairs, 64 in flight) | round trip p50 | round trip p99 |");
     println!("|---|---:|---:|---:|");
-    for (name, rate, p50, p99) in &rows {
+    for r in &rows {
         println!(
-            "| {name} | {:.0} | {:.0} µs | {:.0} µs |",
-            median(rate.clone()),
-            median(p50.clone()),
-            median(p99.clone())
+            "| {} | {:.0} | {:.0} µs | {:.0} µs |",
+            r.name,
+            median(&r.rate),
+            median(&r.p50),
+            median(&r.p99)
         );
     }
     let (same, cross) = (&rows[0], &rows[1]);
     println!(
         "\ncross/same: throughput {:.2}x, p50 +{:.0} µs, p99 +{:.0} µs (per round trip of two deliveries)",
-        median(cross.1.clone()) / median(same.1.clone()),
-        median(cross.2.clone()) - median(same.2.clone()),
-        median(cross.3.clone()) - median(same.3.clone()),
+        median(&cross.rate) / median(&same.rate),
+        median(&cross.p50) - median(&same.p50),
+        median(&cross.p99) - median(&same.p99),
     );
     let a = hub_a.stop();
     let b = hub_b.stop();
