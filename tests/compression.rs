@@ -5,8 +5,9 @@
 
 mod common;
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::net::SocketAddr;
+use std::process::{Command, Stdio};
 
 use common::{RawClient, TestHub, client_frame, connect, recv, stats, test_config, wait_stat};
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress};
@@ -77,6 +78,34 @@ fn inflate(data: &[u8]) -> Vec<u8> {
     z.decompress_vec(&input, &mut out, FlushDecompress::Sync)
         .unwrap();
     out
+}
+
+/// Inflates with zlib itself (python3's `zlib`) and a window of `2^bits`
+/// bytes, 64 output bytes per call so that every back-reference is served
+/// from zlib's window (within one call zlib reads its own output, whatever
+/// the window): one past the window fails ("invalid distance too far
+/// back"), which flate2's miniz backend would not notice.
+fn zlib_inflate(data: &[u8], bits: u8) -> Result<Vec<u8>, String> {
+    let script = "import sys, zlib\n\
+                  d = zlib.decompressobj(-int(sys.argv[1]))\n\
+                  buf = sys.stdin.buffer.read() + b'\\x00\\x00\\xff\\xff'\n\
+                  out = b''\n\
+                  while buf:\n    out += d.decompress(buf, 64)\n    buf = d.unconsumed_tail\n\
+                  sys.stdout.buffer.write(out)\n";
+    let mut child = Command::new("python3")
+        .args(["-c", script, &bits.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 runs (CI installs it)");
+    child.stdin.take().unwrap().write_all(data).unwrap();
+    let out = child.wait_with_output().unwrap();
+    if out.status.success() {
+        Ok(out.stdout)
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
 }
 
 /// A JSON message that compresses well, as chat and telemetry do.
@@ -246,6 +275,60 @@ fn bad_offers_are_declined_and_compression_can_be_turned_off() {
     wait_stat(off.addr, "connections", 1);
     off.handle.send_to_user("x", &chatty("x")).unwrap();
     assert_eq!(read_raw_frame(&mut c).0, 0x81);
+}
+
+/// `compression.server_max_window_bits` is said to clients that did not
+/// ask, a client's smaller limit wins, and the frames keep to the window:
+/// zlib inflates them with a 512-byte (or 256-byte) window, which it
+/// refuses for the same message compressed with the full window.
+#[test]
+fn a_configured_window_is_announced_and_kept_to() {
+    let mut config = test_config();
+    config.compression.server_max_window_bits = 9;
+    let hub = TestHub::start(config);
+    let (mut nine, head) = upgrade_offering(hub.addr, "user_id=nine", OFFER);
+    assert_eq!(
+        accepted(&head).as_deref(),
+        Some("permessage-deflate; client_no_context_takeover; server_max_window_bits=9")
+    );
+    let (mut eight, head) = upgrade_offering(
+        hub.addr,
+        "user_id=eight",
+        "permessage-deflate; server_max_window_bits=8",
+    );
+    assert_eq!(
+        accepted(&head).as_deref(),
+        Some("permessage-deflate; client_no_context_takeover; server_max_window_bits=8")
+    );
+    wait_stat(hub.addr, "deflate_negotiated", 2);
+
+    // 700 pseudo-random letters, four times: every repeat lies 700 bytes back.
+    let mut x = 7u32;
+    let block: String = (0..700)
+        .map(|_| {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            char::from(b'a' + ((x >> 16) % 26) as u8)
+        })
+        .collect();
+    let content = block.repeat(4);
+    for (c, user, bits) in [(&mut nine, "nine", 9), (&mut eight, "eight", 8)] {
+        let msg = Message::text(user, &content);
+        let json = serde_json::to_vec(&msg).unwrap();
+        let full_window = zlib_inflate(&deflate(&json), bits);
+        assert!(
+            full_window.is_err(),
+            "the control inflated with {bits} bits"
+        );
+        hub.handle.send_to_user(user, &msg).unwrap();
+        let (b0, payload) = read_raw_frame(c);
+        assert_eq!(b0, 0xC1, "{user}");
+        assert!(
+            payload.len() < json.len(),
+            "{user}: {} bytes",
+            payload.len()
+        );
+        assert_eq!(zlib_inflate(&payload, bits).unwrap(), json, "{user}");
+    }
 }
 
 /// tungstenite (without its deflate feature) offers nothing and is served

@@ -170,6 +170,100 @@ fn a_valid_token_names_the_user_and_the_query_cannot_override_it() {
     hub.stop();
 }
 
+/// A signed token's `groups` claim joins those groups as the connection
+/// opens (the issuer decided: the group policy is not asked); bad names, too
+/// many groups for one connection (with the `group_id` parameter counted)
+/// and a hub at `max_groups` refuse the upgrade, and nothing is half joined.
+#[test]
+fn a_token_groups_claim_joins_at_the_handshake_within_the_limits() {
+    let mut config = jwt_config();
+    config.max_groups_per_connection = 2;
+    config.max_groups = 3;
+    let hub = TestHub::start_with::<{ wshub::DEFAULT_QUEUE }>(config, |hub| {
+        hub.set_group_policy(|_: &wshub::GroupRequest<'_>| true);
+    });
+    let exp = now() + 600;
+    let token = |sub: &str, groups: serde_json::Value| {
+        let claims = serde_json::json!({
+            "sub": sub, "exp": exp, "aud": "wshub-test", "iss": "tests", "groups": groups,
+        });
+        format!("token={}", mint_with(SECRET, claims))
+    };
+    let connected = |e: &HubEvent| matches!(e, HubEvent::Connected { .. });
+
+    // A repeated name is one membership.
+    let mut alice = common::connect(
+        hub.addr,
+        &token("alice", serde_json::json!(["room-1", "room-2", "room-1"])),
+    );
+    let HubEvent::Connected { conn, .. } = hub.wait_for(connected) else {
+        unreachable!()
+    };
+    let mut groups = hub.handle.groups_of(conn).unwrap();
+    groups.sort();
+    assert_eq!(
+        groups.iter().map(|g| &**g).collect::<Vec<_>>(),
+        ["room-1", "room-2"]
+    );
+    hub.handle
+        .send_to_group("room-2", &wshub::Message::text("host", "to room-2"), None)
+        .unwrap();
+    assert_eq!(recv(&mut alice).content, "to room-2");
+
+    let refusals = [
+        (
+            token("bob", serde_json::json!("room-1")),
+            401,
+            "not an array of strings",
+        ),
+        (
+            token("bob", serde_json::json!(["room-1", 7])),
+            401,
+            "not an array of strings",
+        ),
+        (token("bob", serde_json::json!([""])), 400, "group name"),
+        (
+            token("bob", serde_json::json!(["a", "b", "c"])),
+            400,
+            "max_groups_per_connection",
+        ),
+        // The query's group counts too: three groups for one connection.
+        (
+            token("bob", serde_json::json!(["room-1", "room-2"])) + "&group_id=x",
+            400,
+            "max_groups_per_connection",
+        ),
+        // Two new groups beside the two that exist pass max_groups (3).
+        (
+            token("bob", serde_json::json!(["x", "y"])),
+            503,
+            "max_groups",
+        ),
+    ];
+    for (query, status, why) in &refusals {
+        let (got, body) = upgrade_status(hub.addr, query, "");
+        assert_eq!(got, *status, "{query}: {body}");
+        assert!(body.contains(why), "{query}: body {body:?} lacks {why:?}");
+    }
+    for group in ["a", "x", "y"] {
+        assert!(hub.handle.members(group).unwrap().is_empty(), "{group}");
+    }
+    assert_eq!(hub.handle.members("room-1").unwrap(), [conn]);
+    let s = common::stats(hub.addr);
+    // The four after the token was read; the two malformed claims are 401s.
+    assert_eq!(s["group_refusals"].as_u64(), Some(4), "{s}");
+    assert_eq!(s["auth_failures"].as_u64(), Some(2), "{s}");
+
+    // One new group is within max_groups: bob joins it and an old one.
+    let _bob = common::connect(hub.addr, &token("bob", serde_json::json!(["room-1", "x"])));
+    let HubEvent::Connected { conn: bob, .. } = hub.wait_for(connected) else {
+        unreachable!()
+    };
+    assert_eq!(hub.handle.members("x").unwrap(), [bob]);
+    assert_eq!(hub.handle.members("room-1").unwrap().len(), 2);
+    hub.stop();
+}
+
 /// PyJWT, a different implementation, mints an HS256 token the hub accepts.
 #[test]
 fn an_hs256_token_made_by_python_is_accepted() {

@@ -7,11 +7,18 @@
 //! Edge-triggered reads stop at the first short read (the socket was drained
 //! then; new data raises a new edge), so a message costs the client one
 //! `read` and one `write`, no more than it costs the server.
+//!
+//! With [`Setup::deflate`] it offers permessage-deflate and inflates every
+//! compressed frame in full (as a browser would), through one shared
+//! decompressor: a compressed body is gathered per connection (its frames
+//! may span reads) and inflated once complete, so no connection keeps a
+//! zlib state.
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use flate2::{Decompress, FlushDecompress};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
@@ -41,8 +48,56 @@ pub fn client_frame(body: &[u8], out: &mut Vec<u8>) {
     out.extend(body.iter().enumerate().map(|(i, b)| b ^ MASK[i % 4]));
 }
 
+/// The shared decompressor of the compressed frames (one for all
+/// connections: each message is a stream of its own).
+pub struct Inflate {
+    z: Decompress,
+    out: Vec<u8>,
+    /// Bytes inflated so far (a check that frames carried what they should).
+    pub inflated: u64,
+}
+
+impl Default for Inflate {
+    fn default() -> Inflate {
+        Inflate {
+            z: Decompress::new(false),
+            out: Vec::with_capacity(64 << 10),
+            inflated: 0,
+        }
+    }
+}
+
+impl Inflate {
+    /// Inflates one message (RFC 7692: the body plus the 4-byte tail) and
+    /// returns its first `PREFIX` bytes, or nothing if it is corrupt.
+    fn message(&mut self, body: &[u8]) -> &[u8] {
+        self.z.reset(false);
+        self.out.clear();
+        for input in [body, &[0, 0, 0xff, 0xff][..]] {
+            let mut input = input;
+            while !input.is_empty() {
+                if self.out.len() == self.out.capacity() {
+                    self.out.reserve(self.out.capacity().max(4096));
+                }
+                let before = self.z.total_in();
+                if self
+                    .z
+                    .decompress_vec(input, &mut self.out, FlushDecompress::Sync)
+                    .is_err()
+                {
+                    return &[];
+                }
+                input = &input[(self.z.total_in() - before) as usize..];
+            }
+        }
+        self.inflated += self.out.len() as u64;
+        &self.out[..self.out.len().min(PREFIX)]
+    }
+}
+
 /// A streaming parser of server frames (unmasked); keeps the first
-/// `PREFIX` bytes of each body.
+/// `PREFIX` bytes of each body, or the whole body of a compressed (RSV1)
+/// frame, which it inflates once complete.
 #[derive(Default)]
 struct FrameParser {
     hdr: [u8; 14],
@@ -52,11 +107,19 @@ struct FrameParser {
     opcode: u8,
     prefix: [u8; PREFIX],
     plen: usize,
+    compressed: bool,
+    body: Vec<u8>,
 }
 
 impl FrameParser {
-    /// Feeds bytes; calls `on_frame(opcode, prefix)` for every frame completed.
-    fn feed(&mut self, mut data: &[u8], mut on_frame: impl FnMut(u8, &[u8])) {
+    /// Feeds bytes; calls `on_frame(opcode, prefix)` for every frame
+    /// completed (the inflated prefix for a compressed one).
+    fn feed(
+        &mut self,
+        mut data: &[u8],
+        inflate: &mut Inflate,
+        mut on_frame: impl FnMut(u8, &[u8]),
+    ) {
         loop {
             if !self.in_body {
                 let need = if self.hlen < 2 {
@@ -81,6 +144,8 @@ impl FrameParser {
                     continue;
                 }
                 self.opcode = self.hdr[0] & 0x0f;
+                self.compressed = self.hdr[0] & 0x40 != 0;
+                self.body.clear();
                 self.remaining = match self.hdr[1] & 0x7f {
                     126 => u16::from_be_bytes([self.hdr[2], self.hdr[3]]) as u64,
                     127 => u64::from_be_bytes(self.hdr[2..10].try_into().unwrap()),
@@ -93,13 +158,21 @@ impl FrameParser {
                 return;
             }
             let take = (self.remaining as usize).min(data.len());
-            let keep = (PREFIX - self.plen).min(take);
-            self.prefix[self.plen..self.plen + keep].copy_from_slice(&data[..keep]);
-            self.plen += keep;
+            if self.compressed {
+                self.body.extend_from_slice(&data[..take]);
+            } else {
+                let keep = (PREFIX - self.plen).min(take);
+                self.prefix[self.plen..self.plen + keep].copy_from_slice(&data[..keep]);
+                self.plen += keep;
+            }
             self.remaining -= take as u64;
             data = &data[take..];
             if self.remaining == 0 {
-                on_frame(self.opcode, &self.prefix[..self.plen]);
+                if self.compressed {
+                    on_frame(self.opcode, inflate.message(&self.body));
+                } else {
+                    on_frame(self.opcode, &self.prefix[..self.plen]);
+                }
                 self.in_body = false;
                 self.hlen = 0;
             }
@@ -128,6 +201,11 @@ struct Conn {
     sent_at: Instant,
     /// Stops reading (failure storm): its buffers and the server's ring fill.
     slow: bool,
+    /// Whether deliveries are expected here (a group member; all of them
+    /// for a broadcast). Others count as `stray` when they get one.
+    member: bool,
+    /// The server accepted permessage-deflate.
+    deflate: bool,
 }
 
 /// Results of one measurement.
@@ -143,6 +221,28 @@ pub struct Measured {
     /// Broadcast: messages sent, deliveries expected but not seen.
     pub sent: u64,
     pub missing: u64,
+    /// Deliveries to connections that should get none (group non-members).
+    pub stray: u64,
+    /// Bytes read from the server per delivery (frame headers included).
+    pub wire_per_delivery: f64,
+}
+
+/// How the client connects: extra query parameters per connection, and
+/// whether it offers permessage-deflate.
+pub struct Setup<'a> {
+    /// `&`-separated query parameters for connection `i` (may be empty).
+    pub query: &'a dyn Fn(usize) -> String,
+    /// Offer permessage-deflate (`client_max_window_bits`, as browsers do).
+    pub deflate: bool,
+}
+
+impl Default for Setup<'_> {
+    fn default() -> Self {
+        Setup {
+            query: &|_| String::new(),
+            deflate: false,
+        }
+    }
 }
 
 /// The client: a set of connections to one server.
@@ -154,12 +254,22 @@ pub struct Loadgen {
     /// The broadcast sender's frame, masked anew for every message.
     send_buf: Vec<u8>,
     base: Instant,
+    inflate: Inflate,
+    /// The broadcast body after its timestamp (`None`: dots).
+    body: Option<Vec<u8>>,
 }
 
-fn request(user: usize) -> Vec<u8> {
+fn request(user: usize, setup: &Setup<'_>) -> Vec<u8> {
+    let extra = (setup.query)(user);
+    let sep = if extra.is_empty() { "" } else { "&" };
+    let offer = if setup.deflate {
+        "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+    } else {
+        ""
+    };
     format!(
-        "GET /ws?user_id=u{user}&client_id=c{user} HTTP/1.1\r\nHost: 127.0.0.1\r\n\
-         Upgrade: websocket\r\nConnection: Upgrade\r\n\
+        "GET /ws?user_id=u{user}&client_id=c{user}{sep}{extra} HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+         Upgrade: websocket\r\nConnection: Upgrade\r\n{offer}\
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
     )
     .into_bytes()
@@ -169,6 +279,17 @@ impl Loadgen {
     /// Opens `n` WebSocket connections to `addr`, at most `CONNECT_WINDOW`
     /// handshakes at a time; gives up after `limit`.
     pub fn connect(addr: SocketAddr, n: usize, limit: Duration) -> io::Result<Loadgen> {
+        Self::connect_with(addr, n, limit, &Setup::default())
+    }
+
+    /// [`connect`](Self::connect) with extra query parameters per
+    /// connection and, if asked, a permessage-deflate offer.
+    pub fn connect_with(
+        addr: SocketAddr,
+        n: usize,
+        limit: Duration,
+        setup: &Setup<'_>,
+    ) -> io::Result<Loadgen> {
         let mut lg = Loadgen {
             poll: Poll::new()?,
             events: Events::with_capacity(4096),
@@ -176,6 +297,8 @@ impl Loadgen {
             scratch: vec![0; 256 * 1024].into_boxed_slice(),
             send_buf: Vec::new(),
             base: Instant::now(),
+            inflate: Inflate::default(),
+            body: None,
         };
         let deadline = Instant::now() + limit;
         let mut open = 0;
@@ -198,6 +321,8 @@ impl Loadgen {
                     wlen: 0,
                     sent_at: Instant::now(),
                     slow: false,
+                    member: true,
+                    deflate: false,
                 });
                 pending += 1;
             }
@@ -224,7 +349,7 @@ impl Loadgen {
                         continue;
                     }
                     let _ = c.stream.set_nodelay(true);
-                    c.stream.write_all(&request(key))?;
+                    c.stream.write_all(&request(key, setup))?;
                     c.phase = Phase::Handshaking;
                 }
                 if c.phase == Phase::Handshaking && readable {
@@ -244,9 +369,12 @@ impl Loadgen {
                             )));
                         }
                         let rest = c.head.split_off(end + 4);
+                        c.deflate = String::from_utf8_lossy(&c.head[..end])
+                            .to_ascii_lowercase()
+                            .contains("sec-websocket-extensions: permessage-deflate");
                         c.head = Vec::new();
                         c.phase = Phase::Open;
-                        c.parser.feed(&rest, |_, _| {});
+                        c.parser.feed(&rest, &mut lg.inflate, |_, _| {});
                         open += 1;
                         pending -= 1;
                     }
@@ -254,6 +382,28 @@ impl Loadgen {
             }
         }
         Ok(lg)
+    }
+
+    /// How many connections the server accepted permessage-deflate from.
+    pub fn deflated(&self) -> usize {
+        self.conns.iter().filter(|c| c.deflate).count()
+    }
+
+    /// Bytes inflated so far from compressed frames.
+    pub fn inflated(&self) -> u64 {
+        self.inflate.inflated
+    }
+
+    /// Marks which connections expect deliveries (group members).
+    pub fn set_members(&mut self, member: impl Fn(usize) -> bool) {
+        for (i, c) in self.conns.iter_mut().enumerate() {
+            c.member = member(i);
+        }
+    }
+
+    /// The bytes every broadcast message carries after its timestamp.
+    pub fn set_body(&mut self, body: Vec<u8>) {
+        self.body = Some(body);
     }
 
     fn write_pending(c: &mut Conn, shared: &[u8]) -> io::Result<()> {
@@ -269,28 +419,32 @@ impl Loadgen {
         Ok(())
     }
 
-    /// Reads what a connection has (one short read ends it) and parses it.
+    /// Reads what a connection has (one short read ends it) and parses it;
+    /// returns the bytes read.
     fn read_conn(
         c: &mut Conn,
         scratch: &mut [u8],
+        inflate: &mut Inflate,
         mut on_frame: impl FnMut(u8, &[u8]),
-    ) -> io::Result<()> {
+    ) -> io::Result<u64> {
+        let mut total = 0;
         loop {
             match c.stream.read(scratch) {
                 Ok(0) => {
                     c.phase = Phase::Dead;
-                    return Ok(());
+                    return Ok(total);
                 }
                 Ok(m) => {
-                    c.parser.feed(&scratch[..m], &mut on_frame);
+                    total += m as u64;
+                    c.parser.feed(&scratch[..m], inflate, &mut on_frame);
                     if m < scratch.len() {
-                        return Ok(());
+                        return Ok(total);
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(total),
                 Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
                     c.phase = Phase::Dead;
-                    return Ok(());
+                    return Ok(total);
                 }
                 Err(e) => return Err(e),
             }
@@ -341,7 +495,7 @@ impl Loadgen {
                     continue;
                 }
                 let mut done = 0;
-                Self::read_conn(c, &mut self.scratch, |op, _| {
+                Self::read_conn(c, &mut self.scratch, &mut self.inflate, |op, _| {
                     if op == 1 || op == 2 {
                         done += 1;
                     }
@@ -380,7 +534,9 @@ impl Loadgen {
     /// deliveries and their latency. `rate`: `None` keeps `in_flight`
     /// messages outstanding (closed loop, for throughput); `Some(r)` sends
     /// `r` messages per second whatever happens (open loop, for the storm).
-    /// `slow_share` of the receivers stop reading.
+    /// `slow_share` of the receivers stop reading. Only members (all, unless
+    /// [`set_members`](Self::set_members) said otherwise) are expected to
+    /// get the messages.
     pub fn broadcast(
         &mut self,
         size: usize,
@@ -399,7 +555,11 @@ impl Loadgen {
                 self.conns[1 + i * step].slow = true;
             }
         }
-        let healthy = receivers - slow as u64;
+        let healthy = self.conns[1..]
+            .iter()
+            .filter(|c| c.member && !c.slow)
+            .count() as u64;
+        let (mut stray, mut wire, mut frames) = (0u64, 0u64, 0u64);
         let start = Instant::now() + warmup;
         let end = start + window;
         let mut samples: Vec<u32> = Vec::with_capacity(16 << 20);
@@ -409,7 +569,10 @@ impl Loadgen {
         let mut next_send = Instant::now();
         let mut cpu0 = None;
         let base = self.base;
-        let mut body = vec![b'.'; size];
+        let mut body = match &self.body {
+            Some(b) => [&[b'.'; PREFIX][..], b].concat(),
+            None => vec![b'.'; size],
+        };
         // After the window nothing more is sent; deliveries of what was sent
         // in it are still awaited (at most a second) so that their latency
         // counts and only real losses count as missing.
@@ -472,8 +635,13 @@ impl Loadgen {
                 }
                 let now = Instant::now();
                 let mut got = 0u64;
-                Self::read_conn(c, &mut self.scratch, |op, pre| {
+                let member = c.member;
+                let n = Self::read_conn(c, &mut self.scratch, &mut self.inflate, |op, pre| {
                     if key == 0 || op != 1 {
+                        return;
+                    }
+                    if !member {
+                        stray += 1;
                         return;
                     }
                     got += 1;
@@ -485,6 +653,10 @@ impl Loadgen {
                         }
                     }
                 })?;
+                if key != 0 {
+                    wire += n;
+                    frames += got;
+                }
                 if got > 0 {
                     delivered += got;
                     if in_window {
@@ -504,6 +676,8 @@ impl Loadgen {
             client_cpu: cpu / window.as_secs_f64(),
             sent: sent_measured,
             missing: expected.saturating_sub(samples.len() as u64),
+            stray,
+            wire_per_delivery: wire as f64 / frames.max(1) as f64,
         })
     }
 }
@@ -581,12 +755,35 @@ pub fn self_check() {
             let mut p = FrameParser::default();
             let mut n = 0;
             for c in stream.chunks(chunk) {
-                p.feed(c, |op, _| {
+                p.feed(c, &mut Inflate::default(), |op, _| {
                     assert_eq!(op, 1);
                     n += 1;
                 });
             }
             assert_eq!(n, 6, "chunk {chunk}");
+        }
+    }
+
+    {
+        // A compressed frame (RSV1), split anywhere, inflates to its text.
+        let text = format!("{}{}", "0123456789abcdef", "chat ".repeat(200));
+        let mut z = flate2::Compress::new(flate2::Compression::new(3), false);
+        let mut body = Vec::with_capacity(4096);
+        z.compress_vec(text.as_bytes(), &mut body, flate2::FlushCompress::Sync)
+            .unwrap();
+        body.truncate(body.len() - 4);
+        assert!(body.len() < 126);
+        let mut frame = vec![0xC1, body.len() as u8];
+        frame.extend_from_slice(&body);
+        for chunk in [1, 5, 1000] {
+            let (mut p, mut inflate, mut n) = (FrameParser::default(), Inflate::default(), 0);
+            for c in frame.chunks(chunk) {
+                p.feed(c, &mut inflate, |op, pre| {
+                    assert_eq!((op, pre), (1, &b"0123456789abcdef"[..]));
+                    n += 1;
+                });
+            }
+            assert_eq!((n, inflate.inflated), (1, text.len() as u64));
         }
     }
 

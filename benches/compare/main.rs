@@ -4,6 +4,7 @@
 //! cargo bench --bench compare                    # everything, 3 rounds
 //! cargo bench --bench compare -- --quick         # 1 round, short windows
 //! cargo bench --bench compare -- --only echo,idle --rounds 5 --servers wshub,tt
+//! cargo bench --bench compare -- --only group,deflate   # groups; compression
 //! ```
 //!
 //! Every server runs in its own process (this binary, `serve NAME MODE`),
@@ -26,7 +27,7 @@ use std::net::SocketAddr;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use loadgen::{Loadgen, Measured, proc_cpu};
+use loadgen::{Loadgen, Measured, Setup, proc_cpu};
 
 #[global_allocator]
 static GLOBAL: alloc::Tracking = alloc::Tracking;
@@ -177,6 +178,10 @@ fn measured(m: &Measured, server_cpu: f64) -> Rec {
         ("per_cpu", m.rate / server_cpu),
         ("missing", m.missing as f64),
         ("sent", m.sent as f64),
+        ("stray", m.stray as f64),
+        ("wire", m.wire_per_delivery),
+        // Server CPU per delivery, in nanoseconds.
+        ("ns_per_deliv", server_cpu * 1e9 / m.rate),
     ])
 }
 
@@ -199,6 +204,99 @@ fn run_broadcast(o: &Opts, server: &str, receivers: usize) -> Rec {
         .expect("broadcast");
     let cpu = (s.cpu() - c0) / t0.elapsed().as_secs_f64();
     s.stop();
+    measured(&m, cpu)
+}
+
+/// A send to a group of `members` among `conns` receivers: connection 0
+/// sends, every `conns / members`-th other connection is in the group
+/// (spread over the server's slots, not a block). `members == conns` with
+/// the broadcast server is the broadcast to all, for comparison.
+fn run_group(o: &Opts, server: &str, members: usize, conns: usize) -> Rec {
+    let all = members == conns;
+    let step = conns / members.max(1);
+    let member = move |i: usize| i > 0 && (i - 1).is_multiple_of(step) && (i - 1) / step < members;
+    let query = move |i: usize| {
+        if member(i) {
+            "group_id=g".to_owned()
+        } else {
+            String::new()
+        }
+    };
+    let mode = if all { "broadcast" } else { "group" };
+    let s = Server::start(server, mode, false, o.pin);
+    let setup = Setup {
+        query: &query,
+        deflate: false,
+    };
+    let mut lg =
+        Loadgen::connect_with(s.addr, conns + 1, Duration::from_secs(60), &setup).expect("connect");
+    if !all {
+        lg.set_members(member);
+    }
+    let (t0, c0) = (Instant::now(), s.cpu());
+    let m = lg
+        .broadcast(64, 4, None, 0.0, o.warmup, o.window)
+        .expect("group send");
+    let elapsed = t0.elapsed().as_secs_f64();
+    let cpu = (s.cpu() - c0) / elapsed;
+    s.stop();
+    let mut r = measured(&m, cpu);
+    // Server CPU per group send (µs): what grows with the members only.
+    let sends_per_s = m.sent as f64 / o.window.as_secs_f64();
+    r.insert("us_per_send", cpu * 1e6 / sends_per_s);
+    r
+}
+
+/// A chat-like JSON body of about `len` bytes (compresses 3-5x, like the
+/// telemetry and chat traffic permessage-deflate is for).
+fn json_body(len: usize) -> Vec<u8> {
+    let mut out = String::from(",\"type\":\"telemetry\",\"readings\":[");
+    let mut x: u32 = 12345;
+    let mut i = 0;
+    while out.len() < len.saturating_sub(40) {
+        x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+        let v = (x >> 16) % 1000;
+        out += &format!(
+            "{{\"sensor\":\"site-{}-dev-{}\",\"temp\":{}.{},\"status\":\"ok\"}},",
+            i % 7,
+            i,
+            v / 10,
+            v % 10
+        );
+        i += 1;
+    }
+    out.pop();
+    out += "]}";
+    out.into_bytes()
+}
+
+/// Broadcast of 1 KiB JSON to `receivers` that offer permessage-deflate
+/// (`compressed`) or not; bytes read per delivery and server CPU per
+/// delivery. fastwebsockets has no permessage-deflate and sits it out.
+fn run_deflate(o: &Opts, server: &str, receivers: usize, compressed: bool) -> Rec {
+    let s = Server::start(server, "deflate", false, o.pin);
+    let setup = Setup {
+        query: &|_| String::new(),
+        deflate: compressed,
+    };
+    let mut lg = Loadgen::connect_with(s.addr, receivers + 1, Duration::from_secs(60), &setup)
+        .expect("connect");
+    let negotiated = lg.deflated();
+    assert_eq!(
+        negotiated,
+        if compressed { receivers + 1 } else { 0 },
+        "{server}: permessage-deflate accepted by {negotiated} connections"
+    );
+    lg.set_body(json_body(1024));
+    let (t0, c0) = (Instant::now(), s.cpu());
+    let m = lg
+        .broadcast(0, 4, None, 0.0, o.warmup, o.window)
+        .expect("deflate broadcast");
+    let cpu = (s.cpu() - c0) / t0.elapsed().as_secs_f64();
+    s.stop();
+    if compressed {
+        assert!(lg.inflated() > 0, "{server}: nothing was inflated");
+    }
     measured(&m, cpu)
 }
 
@@ -389,14 +487,32 @@ fn main() {
         scenarios.push((scenarios.len(), "storm calm".into()));
         scenarios.push((scenarios.len(), "storm 10% slow".into()));
     }
+    if want("group") {
+        for (members, conns) in [(1000, 1000), (1000, 10000), (10000, 10000)] {
+            scenarios.push((scenarios.len(), format!("group {members} of {conns}")));
+        }
+    }
+    if want("deflate") {
+        for &n in &o.fanout {
+            for how in ["plain", "compressed"] {
+                scenarios.push((scenarios.len(), format!("deflate to {n} {how}")));
+            }
+        }
+    }
 
     let mut results: Results = BTreeMap::new();
     let started = Instant::now();
     for round in 0..o.rounds {
         for key in &scenarios {
-            let n = o.servers.len();
+            // fastwebsockets has no permessage-deflate.
+            let servers: Vec<&String> = o
+                .servers
+                .iter()
+                .filter(|s| !(key.1.starts_with("deflate") && *s == "fws"))
+                .collect();
+            let n = servers.len();
             for i in 0..n {
-                let server = o.servers[(i + round) % n].clone();
+                let server = servers[(i + round) % n].clone();
                 let name = key.1.as_str();
                 let rec = if let Some(rest) = name.strip_prefix("echo ") {
                     let conns: usize = rest.split(' ').next().unwrap().parse().unwrap();
@@ -406,6 +522,13 @@ fn main() {
                     run_broadcast(&o, &server, rest.parse().unwrap())
                 } else if name.starts_with("idle") {
                     run_idle(&o, &server, 10_000)
+                } else if let Some(rest) = name.strip_prefix("group ") {
+                    let mut nums = rest.split(" of ").map(|v| v.parse().unwrap());
+                    let (members, conns) = (nums.next().unwrap(), nums.next().unwrap());
+                    run_group(&o, &server, members, conns)
+                } else if let Some(rest) = name.strip_prefix("deflate to ") {
+                    let (n, how) = rest.split_once(' ').unwrap();
+                    run_deflate(&o, &server, n.parse().unwrap(), how == "compressed")
                 } else if name == "storm calm" {
                     run_storm(&o, &server, 100, 0.0)
                 } else {
@@ -444,7 +567,7 @@ fn print_tables(o: &Opts, scenarios: &[(usize, String)], results: &Results) {
     );
     /// (scenario prefix, title, [(field, column header)]).
     type Group<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)]);
-    let groups: [Group; 4] = [
+    let groups: [Group; 6] = [
         (
             "echo",
             "round trips/s",
@@ -489,6 +612,32 @@ fn print_tables(o: &Opts, scenarios: &[(usize, String)], results: &Results) {
                 ("missing", "missing"),
             ],
         ),
+        (
+            "group",
+            "a group of M among N connections, 64-byte messages, 4 in flight; M = N is broadcast",
+            &[
+                ("rate", "deliv/s"),
+                ("per_cpu", "deliv/srv-CPU-s"),
+                ("us_per_send", "srv µs/send"),
+                ("p50", "p50 µs"),
+                ("p99", "p99 µs"),
+                ("stray", "stray"),
+                ("missing", "missing"),
+            ],
+        ),
+        (
+            "deflate",
+            "broadcast of 1 KiB JSON, receivers offering permessage-deflate or not",
+            &[
+                ("rate", "deliv/s"),
+                ("per_cpu", "deliv/srv-CPU-s"),
+                ("ns_per_deliv", "srv ns/deliv"),
+                ("wire", "wire B/deliv"),
+                ("p50", "p50 µs"),
+                ("p99", "p99 µs"),
+                ("client_cpu", "cli CPU"),
+            ],
+        ),
     ];
     for (prefix, title, fields) in groups {
         let rows: Vec<&(usize, String)> = scenarios
@@ -518,6 +667,9 @@ fn print_tables(o: &Opts, scenarios: &[(usize, String)], results: &Results) {
         println!("{header}\n{rule}");
         for key in rows {
             for server in &o.servers {
+                if results.get(key).is_none_or(|m| !m.contains_key(server)) {
+                    continue;
+                }
                 let mut line = format!("| {} | {} |", key.1, label(server));
                 for (f, _) in fields.iter() {
                     line += &format!(" {} |", fmt_num(med(results, key, server, f)));

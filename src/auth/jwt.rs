@@ -35,6 +35,9 @@ struct Claims {
     client_id: Option<String>,
     #[serde(default)]
     user_type: Option<String>,
+    /// Checked by hand, so that a wrong shape gets its own reason.
+    #[serde(default)]
+    groups: Option<serde_json::Value>,
 }
 
 /// Verifies JSON Web Tokens against one configured key (see
@@ -170,6 +173,7 @@ impl JwtAuthenticator {
             ));
         }
         let mut id = Identity::new(&sub, &client, user_type);
+        id.groups = groups_claim(c.groups)?;
         // Capped so that the addition cannot overflow (year 2514).
         id.expires_at = Some(UNIX_EPOCH + Duration::from_secs(exp.min(1 << 34)));
         Ok(id)
@@ -209,6 +213,23 @@ impl Authenticator for JwtAuthenticator {
             }
         };
         self.verify(&token)
+    }
+}
+
+/// The `groups` claim: absent, or an array of strings (names and counts are
+/// the hub's to check, against its own limits).
+fn groups_claim(value: Option<serde_json::Value>) -> Result<Box<[std::sync::Arc<str>]>, Rejection> {
+    let bad = || Rejection::new(401, "token groups claim is not an array of strings");
+    match value {
+        None | Some(serde_json::Value::Null) => Ok(Box::default()),
+        Some(serde_json::Value::Array(items)) => items
+            .into_iter()
+            .map(|g| match g {
+                serde_json::Value::String(s) => Ok(s.into()),
+                _ => Err(bad()),
+            })
+            .collect(),
+        Some(_) => Err(bad()),
     }
 }
 

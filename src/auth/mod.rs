@@ -33,6 +33,14 @@ pub struct Identity {
     /// When the credential behind it expires (a token's `exp`); the hub
     /// closes the connection with 4001 then. `None`: never.
     pub expires_at: Option<SystemTime>,
+    /// Groups the connection joins as it opens: a signed token's `groups`
+    /// claim (`auth.mode: jwt`), or whatever a custom authenticator sets.
+    /// They come from the authenticator, so the hub's
+    /// [`GroupPolicy`](crate::GroupPolicy) is not asked; names and
+    /// `max_groups_per_connection` / `max_groups` are checked before the
+    /// upgrade, which is refused (400, or 503 for `max_groups`) rather than
+    /// half done. Empty by default.
+    pub groups: Box<[Arc<str>]>,
 }
 
 impl Identity {
@@ -48,6 +56,7 @@ impl Identity {
             client_id: client_id.into(),
             user_type: user_type.into(),
             expires_at: None,
+            groups: Box::default(),
         }
     }
 }

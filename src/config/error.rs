@@ -113,6 +113,13 @@ pub enum ConfigError {
     },
     /// The retry settings are incoherent.
     Retry(PolicyError),
+    /// A `compression:` value the hub cannot honour.
+    Compression {
+        /// The key, relative to `wsc` (`compression.server_max_window_bits`, ...).
+        key: &'static str,
+        /// What is wrong and what to set.
+        message: String,
+    },
     /// The `auth:` section is incomplete or inconsistent, or its key file
     /// cannot be used.
     Auth {
@@ -194,7 +201,9 @@ impl fmt::Display for ConfigError {
                 human(*heartbeat_interval),
             ),
             ConfigError::Retry(e) => e.fmt(f),
-            ConfigError::Auth { key, message } | ConfigError::Cluster { key, message } => {
+            ConfigError::Auth { key, message }
+            | ConfigError::Cluster { key, message }
+            | ConfigError::Compression { key, message } => {
                 write!(f, "`{key}`: {message}")
             }
         }

@@ -48,6 +48,8 @@
 //!     enabled: true
 //!     min_size: 256B             # smaller messages go uncompressed
 //!     level: 3                   # zlib level 0-9
+//!     server_max_window_bits: 15 # 8-15; below 15 said to every client
+//!     client_no_context_takeover: true  # must stay true (shared inflater)
 //!   health:
 //!     enabled: true
 //!     failure_stats_path: /health/failure-stats

@@ -277,7 +277,8 @@ impl Groups {
         .map(move |m| members[m as usize].conn)
     }
 
-    /// The groups connection `key` is in, in the order it joined them.
+    /// The groups connection `key` is in, the most recently joined first
+    /// (its list is pushed at the head: no tail to keep per connection).
     pub(crate) fn groups_of<'a>(&'a self, key: usize) -> impl Iterator<Item = &'a Arc<str>> + 'a {
         let head = self.conns.get(key).map_or(NIL, |c| c.head);
         let members = &self.members;

@@ -121,8 +121,8 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
         left
     }
 
-    /// The groups connection `conn` is in (none once it closed), in the
-    /// order it joined them.
+    /// The groups connection `conn` is in (none once it closed), the most
+    /// recently joined first.
     pub fn groups_of(&self, conn: ConnId) -> impl Iterator<Item = &str> + '_ {
         let key = match self.net.open(conn) {
             Some(_) => conn.index(),
@@ -286,17 +286,70 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
         Ok(Some(group))
     }
 
-    /// A connection is open: it joins its user's standing groups, then the
-    /// group its handshake asked for. A join that fails here (the
-    /// per-connection cap) reaches the client as an `error` message.
+    /// The groups an identity carries (a token's `groups` claim), with the
+    /// group the handshake's parameter asks for, checked before the
+    /// upgrade: names (400), `max_groups_per_connection` (400) and
+    /// `max_groups` (503). `Err` is the status and reason to refuse with;
+    /// refusing the whole upgrade leaves nothing half joined.
+    pub(super) fn check_identity_groups(
+        &mut self,
+        identity: &crate::auth::Identity,
+        asked: Option<&str>,
+    ) -> Result<(), (u16, String)> {
+        if identity.groups.is_empty() {
+            return Ok(());
+        }
+        let refuse = |status, e: GroupError| Err((status, format!("groups: {e}")));
+        let limit = self.config.max_groups_per_connection;
+        // Distinct names, at most `limit` of them (so the scan stays short).
+        let mut distinct: Vec<&str> = Vec::with_capacity(limit.min(16));
+        let mut new_groups = 0;
+        for name in identity.groups.iter().map(|g| &**g).chain(asked) {
+            if let Err(e) = check_name(name) {
+                self.stats.group_refusals += 1;
+                return refuse(400, e);
+            }
+            if distinct.contains(&name) {
+                continue;
+            }
+            if distinct.len() == limit {
+                self.stats.group_refusals += 1;
+                return refuse(400, GroupError::TooManyForConnection { limit });
+            }
+            distinct.push(name);
+            new_groups += usize::from(self.groups.len_of(name) == 0);
+        }
+        if self.groups.count() + new_groups > self.config.max_groups {
+            self.stats.group_refusals += 1;
+            let limit = self.config.max_groups;
+            return refuse(503, GroupError::TooManyGroups { limit });
+        }
+        Ok(())
+    }
+
+    /// A connection is open: it joins the groups its identity carries (a
+    /// token's `groups`, checked before the upgrade), its user's standing
+    /// groups, then the group its handshake asked for. A join that fails
+    /// here (the per-connection cap) reaches the client as an `error`
+    /// message.
     pub(super) fn groups_on_open(&mut self, key: usize, asked: Option<String>) {
         let Some(id) = self.net.conns.get(key).map(|c| c.id) else {
             return;
         };
-        let user = match self.net.conns[key].identity.as_ref() {
-            Some(i) => i.user_id.clone(),
+        let (user, carried) = match self.net.conns[key].identity.as_ref() {
+            Some(i) => (i.user_id.clone(), i.groups.len()),
             None => return,
         };
+        for i in 0..carried {
+            let group = match self.net.conns[key].identity.as_ref() {
+                Some(identity) => identity.groups[i].clone(),
+                None => return,
+            };
+            if let Err(e) = self.join_checked(id, &group, Some(&group)) {
+                log::debug!("{id}: group {group} of its identity not joined: {e}");
+                self.group_reply(id, &group, Err(e));
+            }
+        }
         for i in 0..self.sticky.of(&user).len() {
             let group = self.sticky.of(&user)[i].clone();
             if let Err(e) = self.join_checked(id, &group, Some(&group)) {

@@ -92,10 +92,19 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
                 return;
             }
         };
-        let group = match self.handshake_group(key, req, &identity) {
+        let group = self.handshake_group(key, req, &identity).and_then(|group| {
+            self.check_identity_groups(&identity, group.as_deref())?;
+            Ok(group)
+        });
+        let group = match group {
             Ok(group) => group,
             Err((status, why)) => {
                 self.stats.rejected += 1;
+                log::debug!(
+                    "{}: upgrade refused: {status} {}",
+                    self.net.conns[key].id,
+                    Esc(&why)
+                );
                 self.respond(key, status, TEXT, why.as_bytes());
                 return;
             }
@@ -116,12 +125,13 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
                     .conn_replaced(self.net.now, old_id, id, &mut self.net);
             }
         }
-        let deflate = self
-            .config
-            .compression
+        let compression = &self.config.compression;
+        let deflate = compression
             .enabled
-            .then(|| http::negotiate_deflate(req));
-        self.open_conn(key, &accept, identity, deflate.flatten());
+            .then(|| http::negotiate_deflate(req))
+            .flatten()
+            .map(|n| n.capped(compression.server_max_window_bits));
+        self.open_conn(key, &accept, identity, deflate);
         self.groups_on_open(key, group);
         if !early.is_empty() {
             // Frames the client sent before seeing our 101.

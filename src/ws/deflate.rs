@@ -82,6 +82,27 @@ impl Negotiated {
         out
     }
 
+    /// This answer with our window limited to `2^bits` bytes as well (the
+    /// hub's `compression.server_max_window_bits`): the smaller of the
+    /// client's limit and ours; 15 and above limit nothing.
+    ///
+    /// ```
+    /// use wshub::__private::ws::deflate::negotiate;
+    /// let n = negotiate(["permessage-deflate"]).unwrap().capped(10);
+    /// assert_eq!(n.response(), "permessage-deflate; client_no_context_takeover; server_max_window_bits=10");
+    /// let asked = negotiate(["permessage-deflate; server_max_window_bits=9"]).unwrap();
+    /// assert_eq!(asked.capped(12).server_max_window_bits, Some(9));
+    /// assert_eq!(asked.capped(15), asked);
+    /// ```
+    pub fn capped(mut self, bits: u8) -> Negotiated {
+        if bits < 15 {
+            let ours = bits.max(8);
+            self.server_max_window_bits =
+                Some(self.server_max_window_bits.map_or(ours, |b| b.min(ours)));
+        }
+        self
+    }
+
     /// The window (in bits) to compress a message of `len` bytes with for
     /// this client: 15 unless it limited our window below the message's
     /// length (a message within the window compresses the same either way,

@@ -197,3 +197,37 @@ fn code_built_config_validates() {
         }))
     ));
 }
+
+#[test]
+fn compression_window_and_context_takeover_are_checked() {
+    for bits in [8, 15] {
+        let c = yaml(&format!(
+            "  compression: {{server_max_window_bits: {bits}}}\n"
+        ))
+        .unwrap();
+        assert_eq!(c.compression.server_max_window_bits, bits);
+    }
+    for bits in [0, 7, 16] {
+        let e = yaml_err(&format!(
+            "  compression: {{server_max_window_bits: {bits}}}\n"
+        ));
+        assert!(matches!(e, ConfigError::Compression { .. }), "{e:?}");
+        let text = e.to_string();
+        assert!(
+            text.contains("compression.server_max_window_bits") && text.contains("8..=15"),
+            "{text}"
+        );
+    }
+    let e = yaml_err("  compression: {client_no_context_takeover: false}\n");
+    let text = e.to_string();
+    assert!(
+        text.contains("compression.client_no_context_takeover"),
+        "{text}"
+    );
+    assert!(text.contains("44 KiB"), "{text}");
+    let c = yaml("  compression: {client_no_context_takeover: true}\n").unwrap();
+    assert!(c.compression.client_no_context_takeover);
+    // A value that is not a number at all is a parse error naming the key.
+    let e = yaml_err("  compression: {server_max_window_bits: wide}\n");
+    assert!(e.to_string().contains("server_max_window_bits"), "{e}");
+}
