@@ -132,6 +132,11 @@ impl Cluster {
         went_down
     }
 
+    /// Whether the bridge has said something the loop has not read.
+    pub(crate) fn has_inbox(&self) -> bool {
+        !self.bridge.inbox.is_empty()
+    }
+
     /// The next message from the bridge, if any.
     pub(crate) fn poll_inbox(&self) -> Option<bridge::In> {
         self.bridge.inbox.try_recv().ok()

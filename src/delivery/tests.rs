@@ -796,3 +796,121 @@ fn a_stored_message_for_one_device_waits_for_that_device() {
     let (_, replay) = results.last().unwrap();
     assert!(replay.success && replay.replayed, "{replay:?}");
 }
+
+// ---- cluster: proxies of devices on other hubs (index >= the 16 slots) ----
+
+#[test]
+fn a_remote_device_is_tracked_until_its_hub_answers() {
+    let mut w = World::new(8, |_| {});
+    let phone = w.connect("bob", "phone", 1, 1);
+    let laptop = w.connect("bob", "laptop", 20, 1); // a proxy
+    let d = w.send("bob", "m1", true);
+    assert_eq!(
+        w.net.queued(laptop),
+        1,
+        "the proxy's frame goes to the cluster"
+    );
+    w.write(phone);
+    w.ack(phone, "m1");
+    assert!(w.result(d).is_none(), "the remote device has not answered");
+    let tag = w.net.drain(laptop)[0];
+    // An answer for another proxy, or a stale one, changes nothing.
+    let stranger = ConnId {
+        index: 21,
+        generation: 1,
+    };
+    w.engine
+        .remote_outcome(w.now, stranger, tag, None, &mut w.net);
+    assert!(w.result(d).is_none());
+    w.engine
+        .remote_outcome(w.now, laptop, tag, None, &mut w.net);
+    let r = w.result(d).expect("final");
+    assert!(r.success && r.attempts.len() == 1, "{r:?}");
+    w.assert_idle();
+}
+
+#[test]
+fn a_remote_hub_that_never_answers_fails_the_attempt_as_cluster_unavailable_and_it_is_retried() {
+    let mut w = World::new(8, |_| {});
+    let laptop = w.connect("bob", "laptop", 20, 1);
+    let d = w.send("bob", "m1", false);
+    w.net.drain(laptop); // published; the hub there is gone
+    // The deadline: send_timeout (5 s) + 1 s for a message without ACK.
+    w.advance(Duration::from_millis(5_990));
+    assert!(w.result(d).is_none(), "still within the deadline");
+    w.advance(Duration::from_millis(20));
+    assert_eq!(w.net.queued(laptop), 0, "the retry waits for its backoff");
+    w.advance(Duration::from_millis(100));
+    let tag = w.net.drain(laptop)[0];
+    w.engine
+        .remote_outcome(w.now, laptop, tag, None, &mut w.net);
+    let r = w.result(d).expect("final");
+    assert!(r.success, "{r:?}");
+    assert_eq!(r.attempts[0].error, Some(FailureReason::ClusterUnavailable));
+    assert_eq!(r.attempts.len(), 2);
+    w.assert_idle();
+}
+
+#[test]
+fn another_hub_s_request_gets_one_attempt_and_its_outcome_not_a_local_result() {
+    use crate::cluster::wire::Ticket;
+    use crate::delivery::RemoteWaiter;
+    let mut w = World::new(8, |_| {});
+    let phone = w.connect("bob", "phone", 1, 1);
+    let _elsewhere = w.connect("bob", "tablet", 22, 1); // a proxy: never forwarded to
+    let ticket = |n| Ticket {
+        conn: ConnId {
+            index: 99,
+            generation: n,
+        },
+        tag: Tag {
+            delivery: DeliveryId {
+                index: n,
+                generation: std::num::NonZeroU32::new(1).unwrap(),
+            },
+            target: 0,
+        },
+    };
+    let env = |id: &str| {
+        let mut m = Message::text("bob", "hi");
+        m.message_id = id.into();
+        m.require_ack = true;
+        Envelope::new(m).unwrap()
+    };
+    let waiter = |n| RemoteWaiter {
+        node: Arc::from("hub-1"),
+        ticket: ticket(n),
+    };
+    w.engine
+        .start_for_remote(w.now, "bob", "phone", env("m1"), waiter(1), &mut w.net)
+        .unwrap();
+    // A device this hub does not have: answered at once, not retried.
+    w.engine
+        .start_for_remote(w.now, "bob", "tablet", env("m2"), waiter(2), &mut w.net)
+        .unwrap();
+    let mut outcomes = Vec::new();
+    w.engine
+        .drain_remote_outcomes(|o| outcomes.push((o.ticket, o.error)));
+    assert_eq!(outcomes, [(ticket(2), Some(FailureReason::UserOffline))]);
+    w.write(phone);
+    w.advance(Duration::from_millis(500)); // its ack_timeout here
+    w.engine
+        .drain_remote_outcomes(|o| outcomes.push((o.ticket, o.error)));
+    assert_eq!(
+        outcomes[1],
+        (ticket(1), Some(FailureReason::Timeout(TimeoutKind::Ack)))
+    );
+    w.advance(Duration::from_secs(10));
+    assert_eq!(
+        w.net.queued(phone),
+        0,
+        "no retry here: the sending hub retries"
+    );
+    assert!(w.results.lock().unwrap().is_empty(), "no local result");
+    assert_eq!(
+        w.engine.reporter().counters.total,
+        0,
+        "reported where it was sent"
+    );
+    w.assert_idle();
+}

@@ -33,9 +33,13 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
         self.flush_remote();
     }
 
-    /// When the loop must wake for the cluster's sweep, at the latest.
+    /// When the loop must wake for the cluster: now while messages wait
+    /// (the waker fired once for them), else at the next sweep.
     pub(super) fn cluster_deadline(&self) -> Option<std::time::Instant> {
         let c = self.cluster.as_ref()?;
+        if c.has_inbox() || !self.net.remote_out.is_empty() {
+            return Some(self.net.now);
+        }
         Some(c.last_sweep + c.ttl / 3)
     }
 
@@ -145,6 +149,13 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
                 }
             }
             Wire::Outcome { ticket, error } => {
+                // The device left that hub before the attempt: for this
+                // delivery, a connection that went (retried, and final as
+                // `user_offline` only if no device of the user has it).
+                let error = error.map(|e| match e {
+                    FailureReason::UserOffline => FailureReason::ConnError,
+                    e => e,
+                });
                 let Hub { engine, net, .. } = self;
                 engine.remote_outcome(now, ticket.conn, ticket.tag, error, net);
             }
