@@ -130,12 +130,9 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
                 binary,
                 body,
             } => {
-                let op = if binary { OpCode::Binary } else { OpCode::Text };
-                if !binary && std::str::from_utf8(body).is_err() {
-                    self.malformed("text message not UTF-8");
+                let Some(payload) = self.frame_of(binary, body) else {
                     return;
-                }
-                let payload = Payload::encode(op, body);
+                };
                 match ticket {
                     Some(t) => {
                         self.deliver_for(origin, t, user, client, require_ack, message_id, payload)
@@ -170,8 +167,9 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
                 binary,
                 body,
             } if *origin != *me => {
-                let op = if binary { OpCode::Binary } else { OpCode::Text };
-                let payload = Payload::encode(op, body);
+                let Some(payload) = self.frame_of(binary, body) else {
+                    return;
+                };
                 if except.is_empty() {
                     let _ = self.send_with(Target::All, &payload, false);
                 } else {
@@ -184,12 +182,27 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
                 binary,
                 body,
             } if *origin != *me => {
-                let op = if binary { OpCode::Binary } else { OpCode::Text };
-                let payload = Payload::encode(op, body);
+                let Some(payload) = self.frame_of(binary, body) else {
+                    return;
+                };
                 let _ = self.send_with(Target::Group(group), &payload, false);
             }
             Wire::Broadcast { .. } | Wire::Group { .. } => {}
         }
+    }
+
+    /// The frame for a message another hub sent: a text message must be
+    /// UTF-8 (clients would close on it otherwise), else it is counted and
+    /// dropped.
+    fn frame_of(&mut self, binary: bool, body: &[u8]) -> Option<Payload> {
+        if binary {
+            return Some(Payload::encode(OpCode::Binary, body));
+        }
+        if std::str::from_utf8(body).is_err() {
+            self.malformed("text message not UTF-8");
+            return None;
+        }
+        Some(Payload::encode(OpCode::Text, body))
     }
 
     fn malformed(&mut self, what: &str) {
