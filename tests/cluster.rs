@@ -408,3 +408,82 @@ fn a_message_kept_for_an_offline_user_reaches_them_on_whichever_hub_they_join() 
     let s = wait_stat(hub1.addr, "offline_replayed", 1);
     assert_eq!(s["offline_held"], 0, "{s}");
 }
+
+/// Two hubs in this process (`TestHub`), for the host's API across hubs.
+fn hub_in_process(redis: &Redis, node: &str) -> TestHub {
+    let mut c = test_config();
+    c.max_connections_per_ip = 0;
+    c.ack_timeout = Duration::from_millis(700);
+    c.retry.base_delay = Duration::from_millis(100);
+    let mut cluster = wshub::config::ClusterConfig::new(redis.url());
+    cluster.node_id = node.to_owned();
+    cluster.presence_ttl = Duration::from_millis(TTL_MS);
+    c.cluster = Some(cluster);
+    TestHub::start(c)
+}
+
+fn wait_remote(addr: SocketAddr, n: u64) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while stats(addr)["cluster_remote_devices"] != n {
+        assert!(
+            Instant::now() < deadline,
+            "{addr} never saw {n} remote devices"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn the_host_api_reaches_other_hubs_with_retry_results_and_kicks() {
+    let Some(redis) = Redis::start() else { return };
+    let a = hub_in_process(&redis, "host-a");
+    let b = hub_in_process(&redis, "host-b");
+    let mut bob = connect(b.addr, "user_id=bob&client_id=phone");
+    wait_remote(a.addr, 1);
+
+    // send_to_user_with_retry from hub A's handle: bob (on B) lets the first
+    // copy time out and ACKs the resend; the waiting thread gets success.
+    let mut m = wshub::Message::text("bob", "tracked");
+    m.require_ack = true;
+    let pending = a.handle.send_to_user_with_retry("bob", &m).unwrap();
+    let first = recv(&mut bob);
+    let again = recv(&mut bob);
+    assert_eq!(
+        (first.content.as_str(), &again.message_id),
+        ("tracked", &first.message_id)
+    );
+    send(
+        &mut bob,
+        &format!(
+            r#"{{"message_type":"ack","message_id":"{}"}}"#,
+            again.message_id
+        ),
+    );
+    let r = pending
+        .wait_timeout(Duration::from_secs(10))
+        .expect("a result");
+    assert!(r.success, "{r:?}");
+    assert_eq!(r.attempts.len(), 2, "{r:?}");
+    assert_eq!(
+        r.attempts[0].error,
+        Some(wshub::reason::FailureReason::Timeout(
+            wshub::reason::TimeoutKind::Ack
+        ))
+    );
+
+    // A plain send and a broadcast from A's handle reach bob on B.
+    a.handle
+        .send_to_user("bob", &wshub::Message::text("bob", "plain"))
+        .unwrap();
+    assert_eq!(recv(&mut bob).content, "plain");
+    a.handle
+        .broadcast(&wshub::Message::text("", "everyone"))
+        .unwrap();
+    assert_eq!(recv(&mut bob).content, "everyone");
+
+    // kick_user on A closes bob's connection on B.
+    a.handle.kick_user("bob", "bye").unwrap();
+    let kicked = recv_type(&mut bob, "kick_out");
+    assert!(format!("{kicked:?}").contains("bye"), "{kicked:?}");
+    wait_remote(a.addr, 0);
+}
