@@ -40,6 +40,8 @@ use crate::config::{ClusterConfig, RedisAddr};
 
 /// Commands waiting for the publisher; past it a remote send fails at once.
 const OUT_CAPACITY: usize = 65_536;
+/// Messages from the bridge waiting for the loop.
+const IN_CAPACITY: usize = 65_536;
 /// Commands written in one pipelined batch.
 const BATCH: usize = 512;
 /// Backoff between reconnects: from the first to the cap.
@@ -149,7 +151,10 @@ impl Bridge {
             addr,
         };
         let (out, out_rx) = crossbeam_channel::bounded(OUT_CAPACITY);
-        let (in_tx, inbox) = crossbeam_channel::unbounded();
+        // Bounded: a loop that falls behind makes the subscriber wait, and
+        // Redis then drops a subscriber that lags too far (its output
+        // buffer limit); the reconnect's snapshot puts things right.
+        let (in_tx, inbox) = crossbeam_channel::bounded(IN_CAPACITY);
         let (forget, forget_rx) = crossbeam_channel::unbounded();
         let stop = Arc::new(AtomicBool::new(false));
         let publisher = Publisher {
@@ -158,13 +163,18 @@ impl Bridge {
             tx: Notify {
                 tx: in_tx.clone(),
                 waker: waker.clone(),
+                stop: stop.clone(),
             },
             stop: stop.clone(),
             devices: HashSet::new(),
         };
         let subscriber = Subscriber {
             names,
-            tx: Notify { tx: in_tx, waker },
+            tx: Notify {
+                tx: in_tx,
+                waker,
+                stop: stop.clone(),
+            },
             forget: forget_rx,
             stop: stop.clone(),
             known: HashSet::new(),
@@ -209,12 +219,29 @@ impl Drop for Bridge {
 struct Notify {
     tx: Sender<In>,
     waker: Arc<Waker>,
+    stop: Arc<AtomicBool>,
 }
 
 impl Notify {
-    fn send(&self, msg: In) {
-        if self.tx.send(msg).is_ok() {
-            let _ = self.waker.wake();
+    /// Hands `msg` to the loop, waiting while its inbox is full (unless the
+    /// hub stops meanwhile).
+    fn send(&self, mut msg: In) {
+        loop {
+            match self.tx.send_timeout(msg, SUB_TICK) {
+                Ok(()) => {
+                    let _ = self.waker.wake();
+                    return;
+                }
+                Err(crossbeam_channel::SendTimeoutError::Timeout(m)) => {
+                    // Full: make sure the loop knows there is work.
+                    let _ = self.waker.wake();
+                    if self.stop.load(Ordering::Acquire) {
+                        return;
+                    }
+                    msg = m;
+                }
+                Err(crossbeam_channel::SendTimeoutError::Disconnected(_)) => return,
+            }
         }
     }
 }

@@ -191,10 +191,14 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
         }
     }
 
-    /// The frame for a message another hub sent: a text message must be
-    /// UTF-8 (clients would close on it otherwise), else it is counted and
-    /// dropped.
+    /// The frame for a message another hub sent: within `max_message_size`,
+    /// and UTF-8 if text (clients would close on it otherwise); else it is
+    /// counted and dropped.
     fn frame_of(&mut self, binary: bool, body: &[u8]) -> Option<Payload> {
+        if body.len() > self.config.max_message_size {
+            self.malformed("message over max_message_size");
+            return None;
+        }
         if binary {
             return Some(Payload::encode(OpCode::Binary, body));
         }
