@@ -7,13 +7,22 @@
 //! Edge-triggered reads stop at the first short read (the socket was drained
 //! then; new data raises a new edge), so a message costs the client one
 //! `read` and one `write`, no more than it costs the server.
+//!
+//! Over `wss://` ([`Loadgen::connect_tls`]) each connection has a rustls
+//! `ClientConnection`: the socket is read into a shared buffer of
+//! ciphertext that rustls decrypts, and the plaintext is drained into the
+//! same shared buffer the plain path reads into, so the short-read rule and
+//! the one `read` + one `write` per message hold there too.
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection};
 
 /// The fixed mask key of every client frame (RFC 6455 wants one; any value
 /// makes the server unmask, which is the cost that matters).
@@ -117,6 +126,8 @@ enum Phase {
 
 struct Conn {
     stream: TcpStream,
+    /// The TLS session of a `wss://` connection.
+    tls: Option<Box<ClientConnection>>,
     phase: Phase,
     /// The response head while handshaking (freed when open).
     head: Vec<u8>,
@@ -150,10 +161,86 @@ pub struct Loadgen {
     poll: Poll,
     events: Events,
     conns: Vec<Conn>,
-    scratch: Box<[u8]>,
+    scratch: Scratch,
     /// The broadcast sender's frame, masked anew for every message.
     send_buf: Vec<u8>,
     base: Instant,
+}
+
+/// The shared read buffers: plaintext (what the parser sees) and, over
+/// TLS, the ciphertext read from the socket.
+struct Scratch {
+    plain: Box<[u8]>,
+    raw: Box<[u8]>,
+}
+
+/// Reads what `stream` has, through `tls` when set, and hands the
+/// plaintext to `sink`; stops at the first short read. `Ok(false)`: the
+/// peer closed (or reset) the connection.
+fn recv(
+    stream: &mut TcpStream,
+    tls: Option<&mut ClientConnection>,
+    scratch: &mut Scratch,
+    mut sink: impl FnMut(&[u8]),
+) -> io::Result<bool> {
+    let Some(tls) = tls else {
+        loop {
+            match stream.read(&mut scratch.plain) {
+                Ok(0) => return Ok(false),
+                Ok(m) => {
+                    sink(&scratch.plain[..m]);
+                    if m < scratch.plain.len() {
+                        return Ok(true);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(true),
+                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return Ok(false),
+                Err(e) => return Err(e),
+            }
+        }
+    };
+    let open = loop {
+        let m = match stream.read(&mut scratch.raw) {
+            Ok(0) => break false,
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break true,
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => break false,
+            Err(e) => return Err(e),
+        };
+        // rustls takes a record or so per call; decrypt and drain as it
+        // goes so its plaintext buffer never fills.
+        let mut cipher = &scratch.raw[..m];
+        while !cipher.is_empty() {
+            tls.read_tls(&mut cipher)?;
+            tls.process_new_packets().map_err(io::Error::other)?;
+            loop {
+                match tls.reader().read(&mut scratch.plain) {
+                    Ok(0) => break,
+                    Ok(n) => sink(&scratch.plain[..n]),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        if m < scratch.raw.len() {
+            break true;
+        }
+    };
+    // Handshake messages (and alerts) rustls queued in answer.
+    flush_tls(stream, tls)?;
+    Ok(open)
+}
+
+/// Writes the records rustls holds, as far as the socket takes them.
+fn flush_tls(stream: &mut TcpStream, tls: &mut ClientConnection) -> io::Result<()> {
+    while tls.wants_write() {
+        match tls.write_tls(stream) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 fn request(user: usize) -> Vec<u8> {
@@ -169,11 +256,33 @@ impl Loadgen {
     /// Opens `n` WebSocket connections to `addr`, at most `CONNECT_WINDOW`
     /// handshakes at a time; gives up after `limit`.
     pub fn connect(addr: SocketAddr, n: usize, limit: Duration) -> io::Result<Loadgen> {
+        Self::open(addr, n, limit, None)
+    }
+
+    /// Like [`Loadgen::connect`], over `wss://` with `config`.
+    pub fn connect_tls(
+        addr: SocketAddr,
+        n: usize,
+        limit: Duration,
+        config: Arc<ClientConfig>,
+    ) -> io::Result<Loadgen> {
+        Self::open(addr, n, limit, Some(config))
+    }
+
+    fn open(
+        addr: SocketAddr,
+        n: usize,
+        limit: Duration,
+        tls: Option<Arc<ClientConfig>>,
+    ) -> io::Result<Loadgen> {
         let mut lg = Loadgen {
             poll: Poll::new()?,
             events: Events::with_capacity(4096),
             conns: Vec::with_capacity(n),
-            scratch: vec![0; 256 * 1024].into_boxed_slice(),
+            scratch: Scratch {
+                plain: vec![0; 256 * 1024].into_boxed_slice(),
+                raw: vec![0; 256 * 1024].into_boxed_slice(),
+            },
             send_buf: Vec::new(),
             base: Instant::now(),
         };
@@ -189,8 +298,19 @@ impl Loadgen {
                     Token(key),
                     Interest::READABLE | Interest::WRITABLE,
                 )?;
+                let tls = match &tls {
+                    None => None,
+                    Some(config) => Some(Box::new(
+                        ClientConnection::new(
+                            config.clone(),
+                            ServerName::try_from("localhost").unwrap(),
+                        )
+                        .map_err(io::Error::other)?,
+                    )),
+                };
                 lg.conns.push(Conn {
                     stream,
+                    tls,
                     phase: Phase::Connecting,
                     head: Vec::with_capacity(256),
                     parser: FrameParser::default(),
@@ -224,17 +344,30 @@ impl Loadgen {
                         continue;
                     }
                     let _ = c.stream.set_nodelay(true);
-                    c.stream.write_all(&request(key))?;
+                    match &mut c.tls {
+                        // rustls keeps the request until its handshake is
+                        // done; the ClientHello goes first.
+                        Some(tls) => {
+                            tls.writer().write_all(&request(key))?;
+                            flush_tls(&mut c.stream, tls)?;
+                        }
+                        None => c.stream.write_all(&request(key))?,
+                    }
                     c.phase = Phase::Handshaking;
                 }
+                if c.phase == Phase::Handshaking
+                    && writable
+                    && let Some(tls) = &mut c.tls
+                {
+                    flush_tls(&mut c.stream, tls)?;
+                }
                 if c.phase == Phase::Handshaking && readable {
-                    loop {
-                        match c.stream.read(&mut lg.scratch) {
-                            Ok(0) => return Err(io::Error::other("closed in handshake")),
-                            Ok(m) => c.head.extend_from_slice(&lg.scratch[..m]),
-                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                            Err(e) => return Err(e),
-                        }
+                    let head = &mut c.head;
+                    let alive = recv(&mut c.stream, c.tls.as_deref_mut(), &mut lg.scratch, |d| {
+                        head.extend_from_slice(d)
+                    })?;
+                    if !alive {
+                        return Err(io::Error::other("closed in handshake"));
                     }
                     if let Some(end) = c.head.windows(4).position(|w| w == b"\r\n\r\n") {
                         if !c.head.starts_with(b"HTTP/1.1 101") {
@@ -257,6 +390,21 @@ impl Loadgen {
     }
 
     fn write_pending(c: &mut Conn, shared: &[u8]) -> io::Result<()> {
+        if let Some(tls) = &mut c.tls {
+            // rustls takes all the plaintext at once (records it cannot
+            // write yet stay in it); the frame counts as pending until
+            // they are out.
+            if c.wpos < c.wlen {
+                tls.writer().write_all(&shared[c.wpos..c.wlen])?;
+                c.wpos = c.wlen;
+            }
+            flush_tls(&mut c.stream, tls)?;
+            if !tls.wants_write() {
+                c.wpos = 0;
+                c.wlen = 0;
+            }
+            return Ok(());
+        }
         while c.wpos < c.wlen {
             match c.stream.write(&shared[c.wpos..c.wlen]) {
                 Ok(m) => c.wpos += m,
@@ -272,29 +420,17 @@ impl Loadgen {
     /// Reads what a connection has (one short read ends it) and parses it.
     fn read_conn(
         c: &mut Conn,
-        scratch: &mut [u8],
+        scratch: &mut Scratch,
         mut on_frame: impl FnMut(u8, &[u8]),
     ) -> io::Result<()> {
-        loop {
-            match c.stream.read(scratch) {
-                Ok(0) => {
-                    c.phase = Phase::Dead;
-                    return Ok(());
-                }
-                Ok(m) => {
-                    c.parser.feed(&scratch[..m], &mut on_frame);
-                    if m < scratch.len() {
-                        return Ok(());
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
-                    c.phase = Phase::Dead;
-                    return Ok(());
-                }
-                Err(e) => return Err(e),
-            }
+        let parser = &mut c.parser;
+        let open = recv(&mut c.stream, c.tls.as_deref_mut(), scratch, |d| {
+            parser.feed(d, &mut on_frame)
+        })?;
+        if !open {
+            c.phase = Phase::Dead;
         }
+        Ok(())
     }
 
     /// Closed-loop echo: every connection keeps one message of `size` bytes

@@ -1,6 +1,8 @@
 //! The servers under test, each doing exactly the same job: `echo` sends every
 //! text or binary message back to its sender; `broadcast` sends every
-//! message to every open connection (the sender too). Each runs on one
+//! message to every open connection (the sender too); `tls-echo` is `echo`
+//! over `wss://` (wshub's own TLS listener, tokio-tungstenite behind
+//! tokio-rustls; fastwebsockets is not in the TLS runs). Each runs on one
 //! thread: wshub's own loop, and a current-thread tokio runtime for the
 //! peers (the fair single-core setup).
 //!
@@ -15,10 +17,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::broadcast;
+use wshub::config::TlsConfig;
 use wshub::{Hub, HubConfig, HubEvent, Target};
+
+use crate::tls::Files;
 
 /// Messages a slow receiver may fall behind in the peers' broadcast channel:
 /// the same as wshub's ring, so overload costs every server the same.
@@ -76,28 +81,41 @@ fn announce(port: u16) {
 
 /// Runs server `name` in `mode` until the parent closes stdin.
 pub fn serve(name: &str, mode: &str) -> std::io::Result<()> {
-    let broadcast = match mode {
-        "echo" => false,
-        "broadcast" => true,
+    let (broadcast, tls) = match mode {
+        "echo" => (false, None),
+        "broadcast" => (true, None),
+        "tls-echo" => (
+            false,
+            Some(Files::from_env().ok_or_else(|| {
+                std::io::Error::other(format!("tls-echo needs {}", crate::tls::DIR_VAR))
+            })?),
+        ),
         _ => return Err(std::io::Error::other(format!("unknown mode {mode}"))),
     };
-    match name {
-        "wshub" => serve_wshub(broadcast),
-        "tt" => tokio_main(serve_tt(broadcast)),
-        "fws" => tokio_main(serve_fws(broadcast)),
-        _ => Err(std::io::Error::other(format!("unknown server {name}"))),
+    match (name, tls) {
+        ("wshub", tls) => serve_wshub(broadcast, tls),
+        ("tt", None) => tokio_main(serve_tt(broadcast)),
+        ("tt", Some(files)) => tokio_main(serve_tt_tls(files.server_config()?)),
+        ("fws", None) => tokio_main(serve_fws(broadcast)),
+        _ => Err(std::io::Error::other(format!(
+            "unknown server {name} (in mode {mode})"
+        ))),
     }
 }
 
-fn serve_wshub(broadcast: bool) -> std::io::Result<()> {
+fn serve_wshub(broadcast: bool, tls: Option<Files>) -> std::io::Result<()> {
     let mut config = HubConfig::default();
     config.listen = "127.0.0.1:0".parse().unwrap();
     config.max_connections = 11_000;
     config.max_connections_per_ip = 0;
     config.max_message_size = 64 * 1024;
+    if let Some(files) = &tls {
+        config.tls = Some(TlsConfig::new(files.cert(), files.key()));
+        config.tls_listen = "127.0.0.1:0".parse().unwrap();
+    }
     let mut hub = Hub::<64, 512>::bind(config).map_err(std::io::Error::other)?;
     hub.set_json_protocol(false);
-    announce(hub.local_addr().port());
+    announce(hub.tls_local_addr().unwrap_or(hub.local_addr()).port());
     stdin_thread(false);
     loop {
         hub.poll(Some(Duration::from_millis(50)))?;
@@ -152,12 +170,7 @@ async fn serve_tt(broadcast: bool) -> std::io::Result<()> {
                 return;
             };
             if !broadcast {
-                let mut ws = ws;
-                while let Some(Ok(msg)) = ws.next().await {
-                    if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
-                        break;
-                    }
-                }
+                tt_echo(ws).await;
                 return;
             }
             let (mut sink, mut stream) = ws.split();
@@ -191,6 +204,35 @@ async fn serve_tt(broadcast: bool) -> std::io::Result<()> {
                 if sink.flush().await.is_err() {
                     break;
                 }
+            }
+        });
+    }
+}
+
+/// tokio-tungstenite's echo: every text or binary message sent back.
+async fn tt_echo<S: AsyncRead + AsyncWrite + Unpin>(mut ws: tokio_tungstenite::WebSocketStream<S>) {
+    while let Some(Ok(msg)) = ws.next().await {
+        if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
+            break;
+        }
+    }
+}
+
+/// tokio-tungstenite's echo over `wss://`: tokio-rustls accepts, then the
+/// same WebSocket handshake and echo as the plain server.
+async fn serve_tt_tls(config: Arc<rustls::ServerConfig>) -> std::io::Result<()> {
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    let listener = listen().await?;
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let _ = stream.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        tokio::spawn(async move {
+            let Ok(tls) = acceptor.accept(stream).await else {
+                return;
+            };
+            if let Ok(ws) = tokio_tungstenite::accept_async(tls).await {
+                tt_echo(ws).await;
             }
         });
     }
