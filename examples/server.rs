@@ -11,8 +11,9 @@
 //!
 //! With `--tls-cert` and `--tls-key` the page and the hub are also served
 //! over `https://` / `wss://` (on 127.0.0.1:8443 unless `--tls-addr` says
-//! otherwise), and the two files are watched: when either changes (checked
-//! every second) the certificate is reloaded; open connections keep theirs.
+//! otherwise), and the certificate is reloaded when either file changes
+//! (checked every second) or on SIGHUP (`kill -HUP <pid>`, Unix); open
+//! connections keep theirs.
 //!
 //! With `--cluster` the hub joins the other hubs using the same Redis: a
 //! user on one reaches users on the others (see the README's cluster section).
@@ -20,6 +21,8 @@
 use std::process::ExitCode;
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use wshub::config::{ClusterConfig, TlsConfig};
@@ -100,6 +103,25 @@ fn apply_options(opts: &Options, config: &mut HubConfig) -> Result<(), String> {
     Ok(())
 }
 
+/// A flag raised by SIGHUP: the signal handler only sets it, the loop
+/// reloads (nothing but an atomic store is safe in a handler).
+fn sighup_flag() -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    #[cfg(unix)]
+    if let Err(e) = signal_hook::flag::register(signal_hook::consts::SIGHUP, flag.clone()) {
+        eprintln!("SIGHUP will not reload the certificate: {e}");
+    }
+    flag
+}
+
+/// Reloads the certificate, saying why and how it went.
+fn reload(hub: &mut DefaultHub, why: &str) {
+    match hub.reload_tls() {
+        Ok(()) => println!("TLS certificate reloaded ({why})"),
+        Err(e) => eprintln!("TLS reload ({why}) failed, old certificate kept: {e}"),
+    }
+}
+
 /// The certificate files' modification times, to notice a renewal.
 fn tls_stamp(config: &HubConfig) -> Option<Vec<SystemTime>> {
     let tls = config.tls.as_ref()?;
@@ -165,6 +187,7 @@ fn main() -> ExitCode {
     }
     let mut stamp = tls_stamp(hub.config());
     let mut checked = Instant::now();
+    let hup = sighup_flag();
 
     let mut senders = Senders::default();
     let result = (|| -> std::io::Result<()> {
@@ -176,15 +199,21 @@ fn main() -> ExitCode {
             while let Ok((id, r)) = results.try_recv() {
                 report_result(&mut hub, &mut senders, id, &r);
             }
+            if hup.swap(false, Ordering::AcqRel) {
+                if hub.tls_local_addr().is_some() {
+                    reload(&mut hub, "SIGHUP");
+                    // The files as reloaded: no second reload for them.
+                    stamp = tls_stamp(hub.config());
+                } else {
+                    println!("SIGHUP: no TLS certificate to reload");
+                }
+            }
             if stamp.is_some() && checked.elapsed() >= Duration::from_secs(1) {
                 checked = Instant::now();
                 let now = tls_stamp(hub.config());
                 if now.is_some() && now != stamp {
                     stamp = now;
-                    match hub.reload_tls() {
-                        Ok(()) => println!("TLS certificate reloaded"),
-                        Err(e) => eprintln!("TLS reload failed (old certificate kept): {e}"),
-                    }
+                    reload(&mut hub, "files changed");
                 }
             }
         }

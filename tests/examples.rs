@@ -1,6 +1,9 @@
 //! The example programs as a user runs them: options, config files, exit
 //! codes, and the failure-handler demo end to end.
 
+#[cfg(feature = "tls")]
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -137,4 +140,103 @@ fn failure_handlers_demo_provokes_each_failure_and_exits() {
     ] {
         assert!(stdout.contains(line), "missing {line:?} in:\n{stdout}");
     }
+}
+
+/// The demo server reloads its certificate on SIGHUP: new `wss://`
+/// connections get the new one, an open connection keeps its session and
+/// goes on working. The new files keep the old modification times, so the
+/// file watcher has nothing to see: only the signal can have reloaded.
+#[cfg(all(unix, feature = "tls"))]
+#[test]
+fn server_reloads_its_certificate_on_sighup() {
+    use common::tls::{TestCa, tls_stream, wss_connect};
+    use std::sync::mpsc;
+
+    let Some(server) = example("server") else {
+        return;
+    };
+    let ca = TestCa::new("sighup");
+    let (cert, key, first) = ca.issue("live", "first");
+    let (new_cert, new_key, second) = ca.issue("next", "second");
+    let mut child = Command::new(&server)
+        .args(["--addr", "127.0.0.1:0", "--tls-addr", "127.0.0.1:0"])
+        .arg("--tls-cert")
+        .arg(&cert)
+        .arg("--tls-key")
+        .arg(&key)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Every stdout line, read on a thread of its own.
+    let (tx, lines) = mpsc::channel::<String>();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    std::thread::spawn(move || {
+        for line in stdout.lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let wait_for = |what: &str| -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match lines.recv_timeout(left) {
+                Ok(line) if line.contains(what) => return line,
+                Ok(_) => {}
+                Err(_) => panic!("the server never printed {what:?}"),
+            }
+        }
+    };
+    let banner = wait_for("over TLS on https://");
+    let addr: std::net::SocketAddr = banner
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("https://"))
+        .map(|a| a.trim_end_matches('/'))
+        .and_then(|a| a.parse().ok())
+        .expect("the TLS address in the banner");
+    let client = ca.client_config(None);
+    let served = |s: &common::tls::TlsStream| s.conn.peer_certificates().unwrap()[0].clone();
+
+    let mut old = wss_connect(addr, "user_id=old", client.clone()).unwrap();
+    assert_eq!(served(old.get_ref()), first);
+
+    // Swap the files, keeping their modification times.
+    for (from, to) in [(&new_cert, &cert), (&new_key, &key)] {
+        let mtime = std::fs::metadata(to).unwrap().modified().unwrap();
+        std::fs::copy(from, to).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(to)
+            .unwrap()
+            .set_modified(mtime)
+            .unwrap();
+    }
+    // Longer than the watcher's one-second period: it did not reload.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(served(&tls_stream(addr, client.clone()).unwrap()), first);
+
+    let kill = Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    wait_for("TLS certificate reloaded (SIGHUP)");
+    assert_eq!(served(&tls_stream(addr, client).unwrap()), second);
+
+    // The connection opened before the reload still works, on its session.
+    old.send(tungstenite::Message::Ping(b"still here".to_vec().into()))
+        .unwrap();
+    let pong = loop {
+        match old.read().unwrap() {
+            tungstenite::Message::Pong(p) => break p,
+            _ => continue,
+        }
+    };
+    assert_eq!(&pong[..], b"still here");
+    assert_eq!(served(old.get_ref()), first);
+    let _ = child.kill();
+    let _ = child.wait();
 }

@@ -268,3 +268,80 @@ fn mutual_tls_feeds_the_client_certificate_to_the_authenticator() {
     send(&mut ws, r#"{"message_type":"ping"}"#);
     recv_type(&mut ws, "pong");
 }
+
+/// The hub reads a TLS socket once per readiness (up to 44 KiB) and feeds
+/// rustls from memory: a message spanning many such reads, a burst of
+/// small ones arriving as many records in one read, and the client's
+/// close_notify right behind its close frame all come through whole and in
+/// order, and the echoes go back.
+#[test]
+fn large_and_pipelined_messages_and_close_notify_over_wss() {
+    let ca = TestCa::new("oneread");
+    let mut config = tls_config(&ca);
+    config.max_message_size = 1 << 20;
+    // Rings of 1,024 frames: all 301 echoes are queued in one turn.
+    let mut hub = wshub::Hub::<1024, 512>::bind(config).unwrap();
+    hub.set_json_protocol(false);
+    let addr = hub.tls_local_addr().unwrap();
+    const SMALL: usize = 300;
+    let big: Vec<u8> = (0..300 * 1024).map(|i| (i % 251) as u8).collect();
+    let client = {
+        let (big, config) = (big.clone(), ca.client_config(None));
+        std::thread::spawn(move || {
+            let mut ws = wss_connect(addr, "user_id=bulk", config).unwrap();
+            ws.get_mut()
+                .sock
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            // All queued, then one flush: many records per socket read.
+            ws.write(WsMessage::Binary(big.clone().into())).unwrap();
+            for i in 0..SMALL {
+                ws.write(WsMessage::Text(format!("small {i}").into()))
+                    .unwrap();
+            }
+            ws.flush().unwrap();
+            let mut echoed = Vec::new();
+            while echoed.len() < SMALL + 1 {
+                match ws.read().unwrap() {
+                    WsMessage::Binary(b) => echoed.push(b.to_vec()),
+                    WsMessage::Text(t) => echoed.push(t.as_bytes().to_vec()),
+                    _ => {}
+                }
+            }
+            // A close frame, then close_notify and FIN right behind it.
+            ws.close(None).unwrap();
+            let _ = ws.flush();
+            ws.get_mut().conn.send_close_notify();
+            let _ = ws.get_mut().flush();
+            echoed
+        })
+    };
+    let mut got: Vec<Vec<u8>> = Vec::new();
+    let mut gone = false;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !gone && Instant::now() < deadline {
+        hub.poll(Some(Duration::from_millis(5))).unwrap();
+        while let Some(ev) = hub.next_event() {
+            match ev {
+                HubEvent::Binary { conn, data, .. }
+                | HubEvent::Text {
+                    conn, text: data, ..
+                } => {
+                    got.push(data.body().to_vec());
+                    hub.send(wshub::Target::Conn(conn), &data).unwrap();
+                }
+                HubEvent::Disconnected { .. } => gone = true,
+                _ => {}
+            }
+        }
+    }
+    let echoed = client.join().unwrap();
+    assert!(gone, "the hub never saw the client leave");
+    assert_eq!(got.len(), SMALL + 1);
+    assert!(got[0] == big, "the 300 KiB message arrived changed");
+    for (i, m) in got[1..].iter().enumerate() {
+        assert_eq!(m, format!("small {i}").as_bytes());
+    }
+    assert_eq!(echoed, got, "the echoes differ from what was sent");
+    assert_eq!(hub.connections(), 0);
+}

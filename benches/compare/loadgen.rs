@@ -13,14 +13,23 @@
 //! decompressor: a compressed body is gathered per connection (its frames
 //! may span reads) and inflated once complete, so no connection keeps a
 //! zlib state.
+//!
+//! Over `wss://` ([`Loadgen::connect_tls`]) each connection has a rustls
+//! `ClientConnection`: the socket is read into a shared buffer of
+//! ciphertext that rustls decrypts, and the plaintext is drained into the
+//! same shared buffer the plain path reads into, so the short-read rule and
+//! the one `read` + one `write` per message hold there too.
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use flate2::{Decompress, FlushDecompress};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection};
 
 /// The fixed mask key of every client frame (RFC 6455 wants one; any value
 /// makes the server unmask, which is the cost that matters).
@@ -190,6 +199,8 @@ enum Phase {
 
 struct Conn {
     stream: TcpStream,
+    /// The TLS session of a `wss://` connection.
+    tls: Option<Box<ClientConnection>>,
     phase: Phase,
     /// The response head while handshaking (freed when open).
     head: Vec<u8>,
@@ -250,13 +261,89 @@ pub struct Loadgen {
     poll: Poll,
     events: Events,
     conns: Vec<Conn>,
-    scratch: Box<[u8]>,
+    scratch: Scratch,
     /// The broadcast sender's frame, masked anew for every message.
     send_buf: Vec<u8>,
     base: Instant,
     inflate: Inflate,
     /// The broadcast body after its timestamp (`None`: dots).
     body: Option<Vec<u8>>,
+}
+
+/// The shared read buffers: plaintext (what the parser sees) and, over
+/// TLS, the ciphertext read from the socket.
+struct Scratch {
+    plain: Box<[u8]>,
+    raw: Box<[u8]>,
+}
+
+/// Reads what `stream` has, through `tls` when set, and hands the
+/// plaintext to `sink`; stops at the first short read. `Ok(false)`: the
+/// peer closed (or reset) the connection.
+fn recv(
+    stream: &mut TcpStream,
+    tls: Option<&mut ClientConnection>,
+    scratch: &mut Scratch,
+    mut sink: impl FnMut(&[u8]),
+) -> io::Result<bool> {
+    let Some(tls) = tls else {
+        loop {
+            match stream.read(&mut scratch.plain) {
+                Ok(0) => return Ok(false),
+                Ok(m) => {
+                    sink(&scratch.plain[..m]);
+                    if m < scratch.plain.len() {
+                        return Ok(true);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(true),
+                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return Ok(false),
+                Err(e) => return Err(e),
+            }
+        }
+    };
+    let open = loop {
+        let m = match stream.read(&mut scratch.raw) {
+            Ok(0) => break false,
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break true,
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => break false,
+            Err(e) => return Err(e),
+        };
+        // rustls takes a record or so per call; decrypt and drain as it
+        // goes so its plaintext buffer never fills.
+        let mut cipher = &scratch.raw[..m];
+        while !cipher.is_empty() {
+            tls.read_tls(&mut cipher)?;
+            tls.process_new_packets().map_err(io::Error::other)?;
+            loop {
+                match tls.reader().read(&mut scratch.plain) {
+                    Ok(0) => break,
+                    Ok(n) => sink(&scratch.plain[..n]),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        if m < scratch.raw.len() {
+            break true;
+        }
+    };
+    // Handshake messages (and alerts) rustls queued in answer.
+    flush_tls(stream, tls)?;
+    Ok(open)
+}
+
+/// Writes the records rustls holds, as far as the socket takes them.
+fn flush_tls(stream: &mut TcpStream, tls: &mut ClientConnection) -> io::Result<()> {
+    while tls.wants_write() {
+        match tls.write_tls(stream) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 fn request(user: usize, setup: &Setup<'_>) -> Vec<u8> {
@@ -290,11 +377,34 @@ impl Loadgen {
         limit: Duration,
         setup: &Setup<'_>,
     ) -> io::Result<Loadgen> {
+        Self::open(addr, n, limit, setup, None)
+    }
+
+    /// Like [`Loadgen::connect`], over `wss://` with `config`.
+    pub fn connect_tls(
+        addr: SocketAddr,
+        n: usize,
+        limit: Duration,
+        config: Arc<ClientConfig>,
+    ) -> io::Result<Loadgen> {
+        Self::open(addr, n, limit, &Setup::default(), Some(config))
+    }
+
+    fn open(
+        addr: SocketAddr,
+        n: usize,
+        limit: Duration,
+        setup: &Setup<'_>,
+        tls: Option<Arc<ClientConfig>>,
+    ) -> io::Result<Loadgen> {
         let mut lg = Loadgen {
             poll: Poll::new()?,
             events: Events::with_capacity(4096),
             conns: Vec::with_capacity(n),
-            scratch: vec![0; 256 * 1024].into_boxed_slice(),
+            scratch: Scratch {
+                plain: vec![0; 256 * 1024].into_boxed_slice(),
+                raw: vec![0; 256 * 1024].into_boxed_slice(),
+            },
             send_buf: Vec::new(),
             base: Instant::now(),
             inflate: Inflate::default(),
@@ -312,8 +422,19 @@ impl Loadgen {
                     Token(key),
                     Interest::READABLE | Interest::WRITABLE,
                 )?;
+                let tls = match &tls {
+                    None => None,
+                    Some(config) => Some(Box::new(
+                        ClientConnection::new(
+                            config.clone(),
+                            ServerName::try_from("localhost").unwrap(),
+                        )
+                        .map_err(io::Error::other)?,
+                    )),
+                };
                 lg.conns.push(Conn {
                     stream,
+                    tls,
                     phase: Phase::Connecting,
                     head: Vec::with_capacity(256),
                     parser: FrameParser::default(),
@@ -349,17 +470,31 @@ impl Loadgen {
                         continue;
                     }
                     let _ = c.stream.set_nodelay(true);
-                    c.stream.write_all(&request(key, setup))?;
+                    let request = request(key, setup);
+                    match &mut c.tls {
+                        // rustls keeps the request until its handshake is
+                        // done; the ClientHello goes first.
+                        Some(tls) => {
+                            tls.writer().write_all(&request)?;
+                            flush_tls(&mut c.stream, tls)?;
+                        }
+                        None => c.stream.write_all(&request)?,
+                    }
                     c.phase = Phase::Handshaking;
                 }
+                if c.phase == Phase::Handshaking
+                    && writable
+                    && let Some(tls) = &mut c.tls
+                {
+                    flush_tls(&mut c.stream, tls)?;
+                }
                 if c.phase == Phase::Handshaking && readable {
-                    loop {
-                        match c.stream.read(&mut lg.scratch) {
-                            Ok(0) => return Err(io::Error::other("closed in handshake")),
-                            Ok(m) => c.head.extend_from_slice(&lg.scratch[..m]),
-                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                            Err(e) => return Err(e),
-                        }
+                    let head = &mut c.head;
+                    let alive = recv(&mut c.stream, c.tls.as_deref_mut(), &mut lg.scratch, |d| {
+                        head.extend_from_slice(d)
+                    })?;
+                    if !alive {
+                        return Err(io::Error::other("closed in handshake"));
                     }
                     if let Some(end) = c.head.windows(4).position(|w| w == b"\r\n\r\n") {
                         if !c.head.starts_with(b"HTTP/1.1 101") {
@@ -407,6 +542,21 @@ impl Loadgen {
     }
 
     fn write_pending(c: &mut Conn, shared: &[u8]) -> io::Result<()> {
+        if let Some(tls) = &mut c.tls {
+            // rustls takes all the plaintext at once (records it cannot
+            // write yet stay in it); the frame counts as pending until
+            // they are out.
+            if c.wpos < c.wlen {
+                tls.writer().write_all(&shared[c.wpos..c.wlen])?;
+                c.wpos = c.wlen;
+            }
+            flush_tls(&mut c.stream, tls)?;
+            if !tls.wants_write() {
+                c.wpos = 0;
+                c.wlen = 0;
+            }
+            return Ok(());
+        }
         while c.wpos < c.wlen {
             match c.stream.write(&shared[c.wpos..c.wlen]) {
                 Ok(m) => c.wpos += m,
@@ -420,35 +570,23 @@ impl Loadgen {
     }
 
     /// Reads what a connection has (one short read ends it) and parses it;
-    /// returns the bytes read.
+    /// returns the bytes read (the plaintext, over `wss://`).
     fn read_conn(
         c: &mut Conn,
-        scratch: &mut [u8],
+        scratch: &mut Scratch,
         inflate: &mut Inflate,
         mut on_frame: impl FnMut(u8, &[u8]),
     ) -> io::Result<u64> {
+        let parser = &mut c.parser;
         let mut total = 0;
-        loop {
-            match c.stream.read(scratch) {
-                Ok(0) => {
-                    c.phase = Phase::Dead;
-                    return Ok(total);
-                }
-                Ok(m) => {
-                    total += m as u64;
-                    c.parser.feed(&scratch[..m], inflate, &mut on_frame);
-                    if m < scratch.len() {
-                        return Ok(total);
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(total),
-                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
-                    c.phase = Phase::Dead;
-                    return Ok(total);
-                }
-                Err(e) => return Err(e),
-            }
+        let open = recv(&mut c.stream, c.tls.as_deref_mut(), scratch, |d| {
+            total += d.len() as u64;
+            parser.feed(d, inflate, &mut on_frame)
+        })?;
+        if !open {
+            c.phase = Phase::Dead;
         }
+        Ok(total)
     }
 
     /// Closed-loop echo: every connection keeps one message of `size` bytes

@@ -5,6 +5,7 @@
 //! cargo bench --bench compare -- --quick         # 1 round, short windows
 //! cargo bench --bench compare -- --only echo,idle --rounds 5 --servers wshub,tt
 //! cargo bench --bench compare -- --only group,deflate   # groups; compression
+//! cargo bench --bench compare -- --only tls      # wss:// echo and idle, wshub vs tt
 //! ```
 //!
 //! Every server runs in its own process (this binary, `serve NAME MODE`),
@@ -14,12 +15,17 @@
 //! medians over the rounds and the ratio wshub / peer from the same run.
 //! Everything targets 127.0.0.1 and stops by itself.
 //!
+//! The `tls` scenarios run echo and idle over `wss://` with a certificate
+//! made for the run (`tls.rs`), wshub against tokio-tungstenite behind
+//! tokio-rustls (fastwebsockets is left out of them).
+//!
 //! `COMPARE_WRAP="valgrind --tool=callgrind"` runs each server under a
 //! profiler (then only the profile means anything, not the figures).
 
 mod alloc;
 mod loadgen;
 mod servers;
+mod tls;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
@@ -33,6 +39,9 @@ use loadgen::{Loadgen, Measured, Setup, proc_cpu};
 static GLOBAL: alloc::Tracking = alloc::Tracking;
 
 const SERVERS: [&str; 3] = ["wshub", "tt", "fws"];
+/// The servers of the `wss://` scenarios (tokio-tungstenite behind
+/// tokio-rustls; fastwebsockets has no TLS server here).
+const TLS_SERVERS: [&str; 2] = ["wshub", "tt"];
 
 fn label(server: &str) -> &'static str {
     match server {
@@ -51,6 +60,8 @@ struct Opts {
     servers: Vec<String>,
     pin: bool,
     fanout: Vec<usize>,
+    /// The certificate of the `tls` scenarios (made only when they run).
+    tls: Option<tls::Files>,
 }
 
 /// A server process under test.
@@ -68,7 +79,8 @@ struct ServerStats {
 }
 
 impl Server {
-    fn start(name: &str, mode: &str, track_heap: bool, pin: bool) -> Server {
+    fn start(o: &Opts, name: &str, mode: &str, track_heap: bool) -> Server {
+        let pin = o.pin;
         let exe = std::env::current_exe().expect("current exe");
         // COMPARE_WRAP="valgrind --tool=callgrind" profiles the servers.
         let wrap = std::env::var("COMPARE_WRAP").unwrap_or_default();
@@ -87,6 +99,9 @@ impl Server {
         cmd.args(["serve", name, mode]);
         if track_heap {
             cmd.arg("--track-heap");
+        }
+        if let Some(files) = &o.tls {
+            cmd.env(tls::DIR_VAR, &files.dir);
         }
         let mut child = cmd
             .stdin(Stdio::piped())
@@ -185,9 +200,19 @@ fn measured(m: &Measured, server_cpu: f64) -> Rec {
     ])
 }
 
-fn run_echo(o: &Opts, server: &str, conns: usize, size: usize) -> Rec {
-    let s = Server::start(server, "echo", false, o.pin);
-    let mut lg = Loadgen::connect(s.addr, conns, Duration::from_secs(20)).expect("connect");
+/// Opens `n` connections to `s`: `wss://` when `tls`.
+fn connect(o: &Opts, s: &Server, n: usize, tls: bool, limit: Duration) -> Loadgen {
+    let lg = match o.tls.as_ref().filter(|_| tls) {
+        Some(files) => Loadgen::connect_tls(s.addr, n, limit, files.client_config()),
+        None => Loadgen::connect(s.addr, n, limit),
+    };
+    lg.expect("connect")
+}
+
+fn run_echo(o: &Opts, server: &str, conns: usize, size: usize, tls: bool) -> Rec {
+    let mode = if tls { "tls-echo" } else { "echo" };
+    let s = Server::start(o, server, mode, false);
+    let mut lg = connect(o, &s, conns, tls, Duration::from_secs(20));
     let (t0, c0) = (Instant::now(), s.cpu());
     let m = lg.echo(size, o.warmup, o.window).expect("echo");
     let cpu = (s.cpu() - c0) / t0.elapsed().as_secs_f64();
@@ -196,8 +221,8 @@ fn run_echo(o: &Opts, server: &str, conns: usize, size: usize) -> Rec {
 }
 
 fn run_broadcast(o: &Opts, server: &str, receivers: usize) -> Rec {
-    let s = Server::start(server, "broadcast", false, o.pin);
-    let mut lg = Loadgen::connect(s.addr, receivers + 1, Duration::from_secs(60)).expect("connect");
+    let s = Server::start(o, server, "broadcast", false);
+    let mut lg = connect(o, &s, receivers + 1, false, Duration::from_secs(60));
     let (t0, c0) = (Instant::now(), s.cpu());
     let m = lg
         .broadcast(64, 4, None, 0.0, o.warmup, o.window)
@@ -223,7 +248,7 @@ fn run_group(o: &Opts, server: &str, members: usize, conns: usize) -> Rec {
         }
     };
     let mode = if all { "broadcast" } else { "group" };
-    let s = Server::start(server, mode, false, o.pin);
+    let s = Server::start(o, server, mode, false);
     let setup = Setup {
         query: &query,
         deflate: false,
@@ -274,7 +299,7 @@ fn json_body(len: usize) -> Vec<u8> {
 /// (`compressed`) or not; bytes read per delivery and server CPU per
 /// delivery. fastwebsockets has no permessage-deflate and sits it out.
 fn run_deflate(o: &Opts, server: &str, receivers: usize, compressed: bool) -> Rec {
-    let s = Server::start(server, "deflate", false, o.pin);
+    let s = Server::start(o, server, "deflate", false);
     let setup = Setup {
         query: &|_| String::new(),
         deflate: compressed,
@@ -300,11 +325,12 @@ fn run_deflate(o: &Opts, server: &str, receivers: usize, compressed: bool) -> Re
     measured(&m, cpu)
 }
 
-fn run_idle(o: &Opts, server: &str, n: usize) -> Rec {
-    let mut s = Server::start(server, "echo", true, o.pin);
+fn run_idle(o: &Opts, server: &str, n: usize, tls: bool) -> Rec {
+    let mode = if tls { "tls-echo" } else { "echo" };
+    let mut s = Server::start(o, server, mode, true);
     std::thread::sleep(Duration::from_millis(200));
     let (rss0, heap0) = (s.rss(), s.stats().heap);
-    let lg = Loadgen::connect(s.addr, n, Duration::from_secs(60)).expect("connect");
+    let lg = connect(o, &s, n, tls, Duration::from_secs(120));
     std::thread::sleep(Duration::from_millis(500));
     let (rss1, heap1) = (s.rss(), s.stats().heap);
     s.stop();
@@ -320,8 +346,8 @@ fn run_idle(o: &Opts, server: &str, n: usize) -> Rec {
 
 /// Open-loop broadcast to `receivers`, a `slow_share` of which stop reading.
 fn run_storm(o: &Opts, server: &str, receivers: usize, slow_share: f64) -> Rec {
-    let mut s = Server::start(server, "broadcast", false, o.pin);
-    let mut lg = Loadgen::connect(s.addr, receivers + 1, Duration::from_secs(60)).expect("connect");
+    let mut s = Server::start(o, server, "broadcast", false);
+    let mut lg = connect(o, &s, receivers + 1, false, Duration::from_secs(60));
     let before = s.stats();
     // A long warm-up: the slow clients' socket buffers fill first, then
     // their rings (or broadcast backlogs).
@@ -405,10 +431,12 @@ fn main() {
             "broadcast".into(),
             "idle".into(),
             "storm".into(),
+            "tls".into(),
         ],
         servers: SERVERS.iter().map(|s| s.to_string()).collect(),
         pin: true,
         fanout: vec![1000, 10000],
+        tls: None,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -499,29 +527,43 @@ fn main() {
             }
         }
     }
+    if want("tls") {
+        for conns in [100, 500] {
+            for size in [20, 512, 16384] {
+                scenarios.push((scenarios.len(), format!("tls echo {conns} conns, {size} B")));
+            }
+        }
+        scenarios.push((scenarios.len(), "tls idle 10000".into()));
+        o.tls = Some(tls::Files::generate());
+    }
 
     let mut results: Results = BTreeMap::new();
     let started = Instant::now();
     for round in 0..o.rounds {
         for key in &scenarios {
-            // fastwebsockets has no permessage-deflate.
+            // fastwebsockets has no permessage-deflate; the TLS rows leave
+            // out the servers without a TLS setup here.
             let servers: Vec<&String> = o
                 .servers
                 .iter()
                 .filter(|s| !(key.1.starts_with("deflate") && *s == "fws"))
+                .filter(|s| !key.1.starts_with("tls ") || TLS_SERVERS.contains(&s.as_str()))
                 .collect();
             let n = servers.len();
             for i in 0..n {
                 let server = servers[(i + round) % n].clone();
-                let name = key.1.as_str();
+                let (tls, name) = match key.1.strip_prefix("tls ") {
+                    Some(rest) => (true, rest),
+                    None => (false, key.1.as_str()),
+                };
                 let rec = if let Some(rest) = name.strip_prefix("echo ") {
                     let conns: usize = rest.split(' ').next().unwrap().parse().unwrap();
                     let size: usize = rest.rsplit(' ').nth(1).unwrap().parse().unwrap();
-                    run_echo(&o, &server, conns, size)
+                    run_echo(&o, &server, conns, size, tls)
                 } else if let Some(rest) = name.strip_prefix("broadcast to ") {
                     run_broadcast(&o, &server, rest.parse().unwrap())
                 } else if name.starts_with("idle") {
-                    run_idle(&o, &server, 10_000)
+                    run_idle(&o, &server, 10_000, tls)
                 } else if let Some(rest) = name.strip_prefix("group ") {
                     let mut nums = rest.split(" of ").map(|v| v.parse().unwrap());
                     let (members, conns) = (nums.next().unwrap(), nums.next().unwrap());
@@ -535,10 +577,10 @@ fn main() {
                     run_storm(&o, &server, 100, 0.1)
                 };
                 eprintln!(
-                    "[{:>5.1}s] round {} {:<24} {:<18} {:?}",
+                    "[{:>5.1}s] round {} {:<28} {:<18} {:?}",
                     started.elapsed().as_secs_f64(),
                     round + 1,
-                    name,
+                    key.1,
                     label(&server),
                     rec.iter()
                         .map(|(k, v)| format!("{k}={}", fmt_num(*v)))
@@ -567,18 +609,20 @@ fn print_tables(o: &Opts, scenarios: &[(usize, String)], results: &Results) {
     );
     /// (scenario prefix, title, [(field, column header)]).
     type Group<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)]);
-    let groups: [Group; 6] = [
-        (
-            "echo",
-            "round trips/s",
-            &[
-                ("rate", "msg/s"),
-                ("per_cpu", "msg/srv-CPU-s"),
-                ("p99", "p99 µs"),
-                ("server_cpu", "srv CPU"),
-                ("client_cpu", "cli CPU"),
-            ],
-        ),
+    let echo_fields: &[(&str, &str)] = &[
+        ("rate", "msg/s"),
+        ("per_cpu", "msg/srv-CPU-s"),
+        ("p99", "p99 µs"),
+        ("server_cpu", "srv CPU"),
+        ("client_cpu", "cli CPU"),
+    ];
+    let idle_fields: &[(&str, &str)] = &[
+        ("rss_per_conn", "RSS Δ/conn B"),
+        ("heap_per_conn", "heap Δ/conn B"),
+        ("heap_total_per_conn", "heap total/conn B"),
+    ];
+    let groups: [Group; 8] = [
+        ("echo", "round trips/s", echo_fields),
         (
             "broadcast",
             "deliveries/s",
@@ -591,15 +635,7 @@ fn print_tables(o: &Opts, scenarios: &[(usize, String)], results: &Results) {
                 ("client_cpu", "cli CPU"),
             ],
         ),
-        (
-            "idle",
-            "per idle connection",
-            &[
-                ("rss_per_conn", "RSS Δ/conn B"),
-                ("heap_per_conn", "heap Δ/conn B"),
-                ("heap_total_per_conn", "heap total/conn B"),
-            ],
-        ),
+        ("idle", "per idle connection", idle_fields),
         (
             "storm",
             "healthy receivers, 100 msg/s × 16 KiB to 100, 5 s fill first",
@@ -638,6 +674,8 @@ fn print_tables(o: &Opts, scenarios: &[(usize, String)], results: &Results) {
                 ("client_cpu", "cli CPU"),
             ],
         ),
+        ("tls echo", "wss:// round trips/s", echo_fields),
+        ("tls idle", "per idle wss:// connection", idle_fields),
     ];
     for (prefix, title, fields) in groups {
         let rows: Vec<&(usize, String)> = scenarios
@@ -667,10 +705,15 @@ fn print_tables(o: &Opts, scenarios: &[(usize, String)], results: &Results) {
         println!("{header}\n{rule}");
         for key in rows {
             for server in &o.servers {
+                // The TLS rows leave out the servers that did not run.
                 if results.get(key).is_none_or(|m| !m.contains_key(server)) {
                     continue;
                 }
-                let mut line = format!("| {} | {} |", key.1, label(server));
+                let name = match (prefix.starts_with("tls"), server.as_str()) {
+                    (true, "tt") => "tokio-tungstenite + tokio-rustls",
+                    _ => label(server),
+                };
+                let mut line = format!("| {} | {} |", key.1, name);
                 for (f, _) in fields.iter() {
                     line += &format!(" {} |", fmt_num(med(results, key, server, f)));
                 }

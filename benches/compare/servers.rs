@@ -7,7 +7,9 @@
 //! `broadcast` with permessage-deflate for clients that offer it (wshub's
 //! `broadcast` does that already; tokio-tungstenite 0.30 has no deflate
 //! support, so its `deflate` server compresses in each connection's writer,
-//! see `serve_tt`). Each runs on one thread: wshub's own loop, and a
+//! see `serve_tt`); `tls-echo` is `echo` over `wss://` (wshub's own TLS
+//! listener, tokio-tungstenite behind tokio-rustls; fastwebsockets is not in
+//! the TLS runs). Each runs on one thread: wshub's own loop, and a
 //! current-thread tokio runtime for the peers (the fair single-core setup).
 //!
 //! A server prints `PORT <n>` once it listens, then answers lines on stdin:
@@ -22,10 +24,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{broadcast, mpsc};
+use wshub::config::TlsConfig;
 use wshub::{Hub, HubConfig, HubEvent, Target};
+
+use crate::tls::Files;
 
 /// Messages a slow receiver may fall behind in the peers' broadcast channel:
 /// the same as wshub's ring, so overload costs every server the same.
@@ -94,21 +99,33 @@ enum Mode {
 /// The room every `group` connection asks for, and the senders' target.
 const ROOM: &str = "g";
 
-/// Runs server `name` in `mode` until the parent closes stdin.
-pub fn serve(name: &str, mode: &str) -> std::io::Result<()> {
-    let mode = match mode {
-        "echo" => Mode::Echo,
-        "broadcast" => Mode::Broadcast,
-        "group" => Mode::Group,
-        "deflate" => Mode::Deflate,
-        _ => return Err(std::io::Error::other(format!("unknown mode {mode}"))),
+/// Runs server `name` in mode `mode_name` until the parent closes stdin.
+pub fn serve(name: &str, mode_name: &str) -> std::io::Result<()> {
+    let (mode, tls) = match mode_name {
+        "echo" => (Mode::Echo, None),
+        "broadcast" => (Mode::Broadcast, None),
+        "group" => (Mode::Group, None),
+        "deflate" => (Mode::Deflate, None),
+        "tls-echo" => (
+            Mode::Echo,
+            Some(Files::from_env().ok_or_else(|| {
+                std::io::Error::other(format!("tls-echo needs {}", crate::tls::DIR_VAR))
+            })?),
+        ),
+        _ => {
+            return Err(std::io::Error::other(format!("unknown mode {mode_name}")));
+        }
     };
-    match (name, mode) {
-        ("wshub", _) => serve_wshub(mode),
-        ("tt", _) => tokio_main(serve_tt(mode)),
-        ("fws", Mode::Deflate) => Err(std::io::Error::other("fastwebsockets has no deflate")),
-        ("fws", _) => tokio_main(serve_fws(mode)),
-        _ => Err(std::io::Error::other(format!("unknown server {name}"))),
+    match (name, mode, tls) {
+        ("wshub", _, tls) => serve_wshub(mode, tls),
+        ("tt", _, None) => tokio_main(serve_tt(mode)),
+        // Only `tls-echo` brings files: the TLS peer is an echo server.
+        ("tt", _, Some(files)) => tokio_main(serve_tt_tls(files.server_config()?)),
+        ("fws", Mode::Deflate, None) => Err(std::io::Error::other("fastwebsockets has no deflate")),
+        ("fws", _, None) => tokio_main(serve_fws(mode)),
+        _ => Err(std::io::Error::other(format!(
+            "unknown server {name} (in mode {mode_name})"
+        ))),
     }
 }
 
@@ -121,17 +138,21 @@ fn asked_group(path_and_query: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-fn serve_wshub(mode: Mode) -> std::io::Result<()> {
+fn serve_wshub(mode: Mode, tls: Option<Files>) -> std::io::Result<()> {
     let mut config = HubConfig::default();
     config.listen = "127.0.0.1:0".parse().unwrap();
     config.max_connections = 11_000;
     config.max_connections_per_ip = 0;
     config.max_message_size = 64 * 1024;
+    if let Some(files) = &tls {
+        config.tls = Some(TlsConfig::new(files.cert(), files.key()));
+        config.tls_listen = "127.0.0.1:0".parse().unwrap();
+    }
     let mut hub = Hub::<64, 512>::bind(config).map_err(std::io::Error::other)?;
     hub.set_json_protocol(false);
     // The `group_id` handshake parameter joins only where the host allows.
     hub.set_group_policy(|_: &wshub::GroupRequest<'_>| true);
-    announce(hub.local_addr().port());
+    announce(hub.tls_local_addr().unwrap_or(hub.local_addr()).port());
     stdin_thread(false);
     loop {
         hub.poll(Some(Duration::from_millis(50)))?;
@@ -289,12 +310,7 @@ async fn serve_tt(mode: Mode) -> std::io::Result<()> {
                 return;
             };
             if mode == Mode::Echo {
-                let mut ws = ws;
-                while let Some(Ok(msg)) = ws.next().await {
-                    if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
-                        break;
-                    }
-                }
+                tt_echo(ws).await;
                 return;
             }
             let (mut sink, mut stream) = ws.split();
@@ -365,6 +381,35 @@ async fn serve_tt(mode: Mode) -> std::io::Result<()> {
                 if sink.flush().await.is_err() {
                     break;
                 }
+            }
+        });
+    }
+}
+
+/// tokio-tungstenite's echo: every text or binary message sent back.
+async fn tt_echo<S: AsyncRead + AsyncWrite + Unpin>(mut ws: tokio_tungstenite::WebSocketStream<S>) {
+    while let Some(Ok(msg)) = ws.next().await {
+        if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
+            break;
+        }
+    }
+}
+
+/// tokio-tungstenite's echo over `wss://`: tokio-rustls accepts, then the
+/// same WebSocket handshake and echo as the plain server.
+async fn serve_tt_tls(config: Arc<rustls::ServerConfig>) -> std::io::Result<()> {
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    let listener = listen().await?;
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let _ = stream.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        tokio::spawn(async move {
+            let Ok(tls) = acceptor.accept(stream).await else {
+                return;
+            };
+            if let Ok(ws) = tokio_tungstenite::accept_async(tls).await {
+                tt_echo(ws).await;
             }
         });
     }

@@ -4,7 +4,10 @@
 //! The contract the hub relies on, for both:
 //! - [`read`] puts plaintext into the caller's buffer (the hub-wide
 //!   scratch), so an idle connection holds no plaintext buffer of its own;
-//!   [`Input::wire`] is what it took from the socket, for the read budget.
+//!   [`Input::wire`] is what it took from the socket, for the read budget,
+//!   and `drained` says a short read emptied the socket with nothing left
+//!   behind in the transport (the hub may then skip the read that would
+//!   only say `WouldBlock`).
 //! - [`flush`] writes the outbox; a frame counts as written once the
 //!   transport took it (the kernel, or rustls, which encrypts it at once).
 //!   `Flush::Blocked` means bytes are still waiting for writable readiness:
@@ -32,8 +35,14 @@ pub(crate) enum Input {
     /// The peer closed (TCP EOF, or a TLS close_notify).
     Eof,
     /// `plain` bytes are at the start of the buffer (possibly none: a TLS
-    /// handshake message); `wire` bytes came off the socket.
-    Bytes { plain: usize, wire: usize },
+    /// handshake message); `wire` bytes came off the socket; `drained`: the
+    /// read was short (the socket is empty) and no plaintext waits in the
+    /// transport.
+    Bytes {
+        plain: usize,
+        wire: usize,
+        drained: bool,
+    },
 }
 
 /// Reads once: plaintext into `buf`. `WouldBlock` when the socket is drained.
@@ -41,7 +50,11 @@ pub(crate) fn read<const Q: usize>(conn: &mut Conn<Q>, buf: &mut [u8]) -> io::Re
     match &mut conn.tls {
         None => match conn.stream.read(buf)? {
             0 => Ok(Input::Eof),
-            n => Ok(Input::Bytes { plain: n, wire: n }),
+            n => Ok(Input::Bytes {
+                plain: n,
+                wire: n,
+                drained: n < buf.len(),
+            }),
         },
         #[cfg(feature = "tls")]
         Some(tls) => tls_io::read(tls, &mut conn.stream, buf),
@@ -107,36 +120,88 @@ mod tls_io {
     use super::Input;
     use crate::conn::outbox::{Flush, Outbound, Outbox};
 
+    /// Where ciphertext goes in the caller's buffer: behind room for the
+    /// plaintext of one whole TLS record (at most 16 KiB + 2 KiB of
+    /// expansion + a 5-byte header on the wire, so 20 KiB is more).
+    const CIPHER_AT: usize = 20 * 1024;
+
+    /// Reads the socket once, into the back of `buf`, and decrypts all of
+    /// it into the front of `buf`.
+    ///
+    /// Why not `read_tls(sock)`: rustls reads at most 4 KiB per call, so a
+    /// 16 KiB message took five `read` system calls, and a plain read's
+    /// "short read means drained" shortcut did not apply. Here one `read`
+    /// takes up to 44 KiB and rustls is fed from memory. The plaintext of
+    /// the records fed so far never reaches the ciphertext not fed yet:
+    /// plaintext is shorter than its record, and rustls holds at most one
+    /// partial record (< `CIPHER_AT`) from before, so everything decrypted
+    /// fits in front and nothing is left in rustls.
     pub(super) fn read(
         tls: &mut ServerConnection,
         sock: &mut TcpStream,
         buf: &mut [u8],
     ) -> io::Result<Input> {
-        // Plaintext rustls still holds goes first: then, and only then,
-        // more records from the socket (rustls refuses to read while its
-        // plaintext buffer is full).
+        // Plaintext rustls still holds goes first (none, normally).
         match plaintext(tls, buf)? {
             Some(0) => return Ok(Input::Eof),
-            Some(n) => return Ok(Input::Bytes { plain: n, wire: 0 }),
+            Some(n) => {
+                return Ok(Input::Bytes {
+                    plain: n,
+                    wire: 0,
+                    drained: false,
+                });
+            }
             None => {}
         }
+        let at = CIPHER_AT.min(buf.len() / 2);
         let wire = loop {
-            match tls.read_tls(sock) {
+            match sock.read(&mut buf[at..]) {
                 Ok(n) => break n,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
         };
         if wire == 0 {
+            // rustls tells a truncation (EOF without close_notify) apart;
+            // for the hub both end the connection.
             return Ok(Input::Eof);
         }
-        if let Err(e) = tls.process_new_packets() {
-            // rustls queued an alert for the peer: a best-effort send.
-            let _ = send_records(tls, sock);
-            return Err(io::Error::new(ErrorKind::InvalidData, e));
+        let (mut fed, end, mut plain) = (at, at + wire, 0);
+        let (mut closed, mut left) = (false, false);
+        while fed < end && !closed {
+            let n = tls.read_tls(&mut &buf[fed..end])?;
+            if n == 0 {
+                // After the peer's close_notify rustls takes nothing more.
+                closed = true;
+                break;
+            }
+            fed += n;
+            if let Err(e) = tls.process_new_packets() {
+                // rustls queued an alert for the peer: a best-effort send.
+                let _ = send_records(tls, sock);
+                return Err(io::Error::new(ErrorKind::InvalidData, e));
+            }
+            if plain == fed {
+                // Only with a buffer too small for the rule above: the
+                // plaintext waits in rustls for the next call.
+                left = true;
+                continue;
+            }
+            match plaintext(tls, &mut buf[plain..fed])? {
+                Some(0) => closed = true,
+                Some(n) => plain += n,
+                None => {}
+            }
         }
-        let plain = plaintext(tls, buf)?.unwrap_or(0);
-        Ok(Input::Bytes { plain, wire })
+        if closed && plain == 0 {
+            return Ok(Input::Eof);
+        }
+        Ok(Input::Bytes {
+            plain,
+            wire,
+            // After a close_notify the next read reports the end.
+            drained: wire < buf.len() - at && !closed && !left,
+        })
     }
 
     /// Decrypted bytes into `buf`: `Some(0)` after the peer's close_notify

@@ -98,19 +98,21 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
                     self.remove_conn(key, reason);
                     return;
                 }
-                Ok(Input::Bytes { plain, wire }) => {
+                Ok(Input::Bytes {
+                    plain,
+                    wire,
+                    drained,
+                }) => {
                     conn.last_seen = self.net.now;
-                    // A plain read that did not fill the buffer emptied the
+                    // A read that did not fill the buffer emptied the
                     // socket: epoll (edge-triggered, as mio registers it)
                     // wakes us when more arrives, so the read that would only
                     // say EAGAIN is skipped: one system call less per message
                     // (tokio does the same). Not when the peer's FIN may have
-                    // come with this data (`hup`: no new edge would tell us),
-                    // nor with TLS (rustls may hold records).
-                    let drained = EDGE_WAKES_ON_NEW_DATA
-                        && !hup
-                        && conn.tls.is_none()
-                        && wire < self.scratch.len();
+                    // come with this data (`hup`: no new edge would tell us).
+                    // The transport says whether it was short and left no
+                    // decrypted bytes behind (TLS).
+                    let drained = EDGE_WAKES_ON_NEW_DATA && !hup && drained;
                     if transport::wants_write(conn) {
                         // A TLS handshake reply (or alert) to send.
                         self.net.mark_dirty(key);
