@@ -475,8 +475,9 @@ fn relayed_client_messages_allocate_nothing_on_the_hub_thread() {
             let (mut ws, _) =
                 tungstenite::client(format!("ws://{addr}/ws?user_id=src"), stream).unwrap();
             let batch = [
-                r#"{"message_type":"text","receiver":"u1","content":"to a user"}"#,
-                r#"{"message_type":"text","receiver":"u0","content":"to two devices"}"#,
+                // The client's own ids and trace id are borrowed too.
+                r#"{"message_type":"text","receiver":"u1","content":"to a user","id":"c-1","trace_id":"tr-1"}"#,
+                r#"{"message_type":"text","receiver":"u0","content":"to two devices","message_id":"own-1"}"#,
                 r#"{"message_type":"text","receiver":"*","content":"to everyone"}"#,
                 r#"{"message_type":"text","receiver":"u2","content":"ack me","require_ack":true}"#,
             ];

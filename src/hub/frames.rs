@@ -93,14 +93,16 @@ impl<const Q: usize> Inbound<'_, Q> {
             });
             return;
         }
+        // With the relay on, its one borrowed parse also answers pings and
+        // ACKs (the probe's scans were a tenth of a relayed message's work).
+        if self.relay.is_some() && self.relayed(identity, text) {
+            return;
+        }
         // Pings and ACKs without allocating; the rest through the decoder.
         match Control::probe(text) {
             Some(Control::Ping) => return self.control(pong_payload()),
             Some(Control::Ack(message_id)) => return self.acks.push(self.conn, message_id),
             None => {}
-        }
-        if self.relay.is_some() && self.relayed(identity, text) {
-            return;
         }
         match Message::decode(text) {
             Ok(msg) if msg.message_type == kind::PING => self.control(pong_payload()),
@@ -139,18 +141,31 @@ impl<const Q: usize> Inbound<'_, Q> {
     }
 
     /// Queues `text` for the built-in relay when it is a relayable message
-    /// (read by borrowing, stamped into a pooled frame); false leaves it to
-    /// the full decoder (control messages, and malformed ones, which get
-    /// its detailed error).
+    /// (read by borrowing, stamped into a pooled frame), or answers it when
+    /// it is a ping or an ACK; false leaves it to the probe and the full
+    /// decoder (joins, leaves, and malformed messages, which get its
+    /// detailed error).
     fn relayed(&mut self, identity: &Identity, text: &str) -> bool {
         let m = match ClientMessage::parse(text) {
-            Ok(m) if !m.is_control() => m,
+            Ok(m) => m,
             Err(Unrelayable::NoReceiver) => {
                 self.invalid("receiver is required".to_owned());
                 return true;
             }
-            _ => return false,
+            Err(Unrelayable::Malformed) => return false,
         };
+        match (&*m.message_type, m.message_id.as_deref()) {
+            (kind::PING, _) => {
+                self.control(pong_payload());
+                return true;
+            }
+            (kind::ACK, Some(id)) if !id.is_empty() => {
+                self.acks.push(self.conn, id);
+                return true;
+            }
+            _ if m.is_control() => return false,
+            _ => {}
+        }
         if kind::is_reserved(&m.message_type) {
             self.stats.reserved_types += 1;
             let detail = format!("message_type {:?} is reserved for the hub", m.message_type);
