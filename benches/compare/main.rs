@@ -4,6 +4,7 @@
 //! cargo bench --bench compare                    # everything, 3 rounds
 //! cargo bench --bench compare -- --quick         # 1 round, short windows
 //! cargo bench --bench compare -- --only echo,idle --rounds 5 --servers wshub,tt
+//! cargo bench --bench compare -- --only relay --in-flight 1,8
 //! ```
 //!
 //! Every server runs in its own process (this binary, `serve NAME MODE`),
@@ -18,6 +19,7 @@
 
 mod alloc;
 mod loadgen;
+mod relay;
 mod servers;
 
 use std::collections::BTreeMap;
@@ -50,6 +52,8 @@ struct Opts {
     servers: Vec<String>,
     pin: bool,
     fanout: Vec<usize>,
+    /// Messages in flight per user in the relay scenarios.
+    in_flight: Vec<usize>,
 }
 
 /// A server process under test.
@@ -175,6 +179,8 @@ fn measured(m: &Measured, server_cpu: f64) -> Rec {
         // Throughput per second of server CPU: robust to other processes
         // taking turns on the server's core (this machine is shared).
         ("per_cpu", m.rate / server_cpu),
+        // The same, inverted: server CPU time per message.
+        ("cpu_us", server_cpu * 1e6 / m.rate),
         ("missing", m.missing as f64),
         ("sent", m.sent as f64),
     ])
@@ -200,6 +206,58 @@ fn run_broadcast(o: &Opts, server: &str, receivers: usize) -> Rec {
     let cpu = (s.cpu() - c0) / t0.elapsed().as_secs_f64();
     s.stop();
     measured(&m, cpu)
+}
+
+/// Closed-loop JSON relay between 100 users in pairs, `in_flight`
+/// messages each, after a check that the server stamps as wshub does.
+fn run_relay(o: &Opts, server: &str, in_flight: usize) -> Rec {
+    let s = Server::start(server, "relay", false, o.pin);
+    check_relay(server, s.addr);
+    let mut lg = Loadgen::connect(s.addr, 100, Duration::from_secs(20)).expect("connect");
+    let (t0, c0) = (Instant::now(), s.cpu());
+    let m = lg.relay(512, in_flight, o.warmup, o.window).expect("relay");
+    let cpu = (s.cpu() - c0) / t0.elapsed().as_secs_f64();
+    s.stop();
+    measured(&m, cpu)
+}
+
+/// One message from `check-a` to `check-b` through `server`: it must
+/// arrive stamped (sender, sender_type, a message id, create_at) with the
+/// client's data, so that every server is measured doing the same work.
+fn check_relay(server: &str, addr: SocketAddr) {
+    use tungstenite::client::IntoClientRequest;
+    let connect = |user: &str| {
+        let stream = std::net::TcpStream::connect(addr).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let req = format!("ws://{addr}/ws?user_id={user}")
+            .into_client_request()
+            .unwrap();
+        tungstenite::client(req, stream).expect("handshake").0
+    };
+    let mut a = connect("check-a");
+    let mut b = connect("check-b");
+    // The peers register a user once its handshake is done: give them a turn.
+    std::thread::sleep(Duration::from_millis(50));
+    let sent = r#"{"message_type":"text","receiver":"check-b","data":{"text":"hi"}}"#;
+    a.send(tungstenite::Message::text(sent)).unwrap();
+    let got = loop {
+        match b.read().expect("the relayed message") {
+            tungstenite::Message::Text(t) => break t.to_string(),
+            _ => continue,
+        }
+    };
+    let v: serde_json::Value = serde_json::from_str(&got).expect("JSON");
+    let ok = v["sender"] == "check-a"
+        && v["sender_type"] == "user"
+        && v["receiver"] == "check-b"
+        && v["message_type"] == "text"
+        && v["data"]["text"] == "hi"
+        && v["message_id"].as_str().is_some_and(|id| id.len() == 24)
+        && v["create_at"].as_str().is_some_and(|t| t.len() == 24)
+        && got.starts_with(r#"{"message_id":""#);
+    assert!(ok, "{server} relayed {got}");
 }
 
 fn run_idle(o: &Opts, server: &str, n: usize) -> Rec {
@@ -305,12 +363,14 @@ fn main() {
         only: vec![
             "echo".into(),
             "broadcast".into(),
+            "relay".into(),
             "idle".into(),
             "storm".into(),
         ],
         servers: SERVERS.iter().map(|s| s.to_string()).collect(),
         pin: true,
         fanout: vec![1000, 10000],
+        in_flight: vec![1, 8],
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -351,6 +411,14 @@ fn main() {
                     .map(|v| v.parse().expect("a number"))
                     .collect()
             }
+            "--in-flight" => {
+                o.in_flight = it
+                    .next()
+                    .expect("--in-flight 1,8")
+                    .split(',')
+                    .map(|v| v.parse().expect("a number"))
+                    .collect()
+            }
             _ => {}
         }
     }
@@ -382,6 +450,11 @@ fn main() {
             scenarios.push((scenarios.len(), format!("broadcast to {n}")));
         }
     }
+    if want("relay") {
+        for &k in &o.in_flight {
+            scenarios.push((scenarios.len(), format!("relay 100 users, {k} in flight")));
+        }
+    }
     if want("idle") {
         scenarios.push((scenarios.len(), "idle 10000".into()));
     }
@@ -404,6 +477,12 @@ fn main() {
                     run_echo(&o, &server, conns, size)
                 } else if let Some(rest) = name.strip_prefix("broadcast to ") {
                     run_broadcast(&o, &server, rest.parse().unwrap())
+                } else if let Some(rest) = name.strip_prefix("relay 100 users, ") {
+                    run_relay(
+                        &o,
+                        &server,
+                        rest.split(' ').next().unwrap().parse().unwrap(),
+                    )
                 } else if name.starts_with("idle") {
                     run_idle(&o, &server, 10_000)
                 } else if name == "storm calm" {
@@ -444,7 +523,7 @@ fn print_tables(o: &Opts, scenarios: &[(usize, String)], results: &Results) {
     );
     /// (scenario prefix, title, [(field, column header)]).
     type Group<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)]);
-    let groups: [Group; 4] = [
+    let groups: [Group; 5] = [
         (
             "echo",
             "round trips/s",
@@ -466,6 +545,19 @@ fn print_tables(o: &Opts, scenarios: &[(usize, String)], results: &Results) {
                 ("p99", "p99 µs"),
                 ("server_cpu", "srv CPU"),
                 ("client_cpu", "cli CPU"),
+            ],
+        ),
+        (
+            "relay",
+            "JSON messages relayed user to user per second; missing = error replies",
+            &[
+                ("rate", "msg/s"),
+                ("cpu_us", "srv CPU µs/msg"),
+                ("p50", "p50 µs"),
+                ("p99", "p99 µs"),
+                ("server_cpu", "srv CPU"),
+                ("client_cpu", "cli CPU"),
+                ("missing", "missing"),
             ],
         ),
         (
@@ -507,7 +599,11 @@ fn print_tables(o: &Opts, scenarios: &[(usize, String)], results: &Results) {
         }
         let ratio_fields: Vec<&(&str, &str)> = fields
             .iter()
-            .filter(|(f, _)| ["rate", "per_cpu", "rss_per_conn"].contains(f))
+            .filter(|(f, _)| {
+                ["rate", "per_cpu", "cpu_us", "rss_per_conn"].contains(f)
+                    // The relay's targets include latency.
+                    || (prefix == "relay" && *f == "p99")
+            })
             .collect();
         if has_wshub {
             for (_, h) in &ratio_fields {

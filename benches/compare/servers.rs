@@ -1,8 +1,9 @@
 //! The servers under test, each doing exactly the same job: `echo` sends every
 //! text or binary message back to its sender; `broadcast` sends every
-//! message to every open connection (the sender too). Each runs on one
-//! thread: wshub's own loop, and a current-thread tokio runtime for the
-//! peers (the fair single-core setup).
+//! message to every open connection (the sender too); `relay` routes JSON
+//! chat messages between users (see [`relay`]). Each runs on one thread:
+//! wshub's own loop, and a current-thread tokio runtime for the peers (the
+//! fair single-core setup).
 //!
 //! A server prints `PORT <n>` once it listens, then answers lines on stdin:
 //! `stats` → `STATS heap=<bytes> queue_full=<n> lagged=<n>`. End of stdin
@@ -38,7 +39,7 @@ pub static COUNTERS: Counters = Counters {
 };
 
 /// Prints the counters (from whichever thread notices the request first).
-fn print_stats() {
+pub(crate) fn print_stats() {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(
         out,
@@ -51,7 +52,7 @@ fn print_stats() {
 }
 
 /// Answers `stats` on stdin; exits on end of input (the parent is gone).
-fn stdin_thread(answer_here: bool) {
+pub(crate) fn stdin_thread(answer_here: bool) {
     std::thread::spawn(move || {
         let stdin = std::io::stdin();
         for line in stdin.lock().lines() {
@@ -68,7 +69,7 @@ fn stdin_thread(answer_here: bool) {
     });
 }
 
-fn announce(port: u16) {
+pub(crate) fn announce(port: u16) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "PORT {port}");
     let _ = out.flush();
@@ -79,6 +80,14 @@ pub fn serve(name: &str, mode: &str) -> std::io::Result<()> {
     let broadcast = match mode {
         "echo" => false,
         "broadcast" => true,
+        "relay" => {
+            return match name {
+                "wshub" => crate::relay::serve_wshub(),
+                "tt" => tokio_main(crate::relay::serve_tt()),
+                "fws" => tokio_main(crate::relay::serve_fws()),
+                _ => Err(std::io::Error::other(format!("unknown server {name}"))),
+            };
+        }
         _ => return Err(std::io::Error::other(format!("unknown mode {mode}"))),
     };
     match name {
@@ -123,7 +132,9 @@ fn serve_wshub(broadcast: bool) -> std::io::Result<()> {
     }
 }
 
-fn tokio_main(fut: impl std::future::Future<Output = std::io::Result<()>>) -> std::io::Result<()> {
+pub(crate) fn tokio_main(
+    fut: impl std::future::Future<Output = std::io::Result<()>>,
+) -> std::io::Result<()> {
     stdin_thread(true);
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -131,7 +142,7 @@ fn tokio_main(fut: impl std::future::Future<Output = std::io::Result<()>>) -> st
         .block_on(fut)
 }
 
-async fn listen() -> std::io::Result<TcpListener> {
+pub(crate) async fn listen() -> std::io::Result<TcpListener> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     announce(listener.local_addr()?.port());
     Ok(listener)
@@ -200,7 +211,8 @@ async fn serve_tt(broadcast: bool) -> std::io::Result<()> {
 
 /// The HTTP upgrade for fastwebsockets (its own `upgrade` feature needs
 /// hyper; this is the same exchange, and not part of what is measured).
-async fn fws_handshake(stream: &mut TcpStream) -> std::io::Result<()> {
+/// Returns the request's path (with its query).
+pub(crate) async fn fws_handshake(stream: &mut TcpStream) -> std::io::Result<String> {
     let mut head = Vec::with_capacity(512);
     let mut buf = [0u8; 1024];
     let end = loop {
@@ -225,11 +237,13 @@ async fn fws_handshake(stream: &mut TcpStream) -> std::io::Result<()> {
         .find(|h| h.name.eq_ignore_ascii_case("sec-websocket-key"))
         .ok_or_else(|| std::io::Error::other("no key"))?;
     let accept = tungstenite::handshake::derive_accept_key(key.value);
+    let path = req.path.unwrap_or("/").to_owned();
     let resp = format!(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Accept: {accept}\r\n\r\n"
     );
-    stream.write_all(resp.as_bytes()).await
+    stream.write_all(resp.as_bytes()).await?;
+    Ok(path)
 }
 
 async fn serve_fws(broadcast: bool) -> std::io::Result<()> {
