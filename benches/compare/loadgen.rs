@@ -690,15 +690,21 @@ pub fn thread_cpu() -> f64 {
 /// CPU seconds (user + system) of the process or thread behind a
 /// `/proc/.../stat` file (clock ticks of 10 ms).
 pub fn proc_cpu(path: &str) -> f64 {
+    let (user, sys) = proc_cpu_split(path);
+    user + sys
+}
+
+/// CPU seconds in user space and in the kernel, apart.
+pub fn proc_cpu_split(path: &str) -> (f64, f64) {
     let Ok(s) = std::fs::read_to_string(path) else {
-        return 0.0;
+        return (0.0, 0.0);
     };
     let Some(rest) = s.rsplit_once(')').map(|(_, r)| r) else {
-        return 0.0;
+        return (0.0, 0.0);
     };
     let f: Vec<&str> = rest.split_whitespace().collect();
     let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0
+    (ticks(11) / 100.0, ticks(12) / 100.0)
 }
 
 /// Checks the parser and the timestamp codec (run before every comparison:

@@ -28,7 +28,7 @@ use std::net::SocketAddr;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use loadgen::{Loadgen, Measured, proc_cpu};
+use loadgen::{Loadgen, Measured, proc_cpu, proc_cpu_split};
 
 #[global_allocator]
 static GLOBAL: alloc::Tracking = alloc::Tracking;
@@ -148,6 +148,11 @@ impl Server {
         proc_cpu(&format!("/proc/{}/stat", self.child.id()))
     }
 
+    /// CPU seconds so far in user space and in the kernel.
+    fn cpu_split(&self) -> (f64, f64) {
+        proc_cpu_split(&format!("/proc/{}/stat", self.child.id()))
+    }
+
     /// Stops the server before the client closes, so the TIME_WAIT states
     /// land on its side (a fresh port every run) rather than on the
     /// client's ports. Closing stdin makes it exit cleanly (a profiler then
@@ -214,11 +219,16 @@ fn run_relay(o: &Opts, server: &str, in_flight: usize) -> Rec {
     let s = Server::start(server, "relay", false, o.pin);
     check_relay(server, s.addr);
     let mut lg = Loadgen::connect(s.addr, 100, Duration::from_secs(20)).expect("connect");
-    let (t0, c0) = (Instant::now(), s.cpu());
+    let (t0, (u0, k0)) = (Instant::now(), s.cpu_split());
     let m = lg.relay(512, in_flight, o.warmup, o.window).expect("relay");
-    let cpu = (s.cpu() - c0) / t0.elapsed().as_secs_f64();
+    let secs = t0.elapsed().as_secs_f64();
+    let (u1, k1) = s.cpu_split();
     s.stop();
-    measured(&m, cpu)
+    let mut r = measured(&m, (u1 - u0 + k1 - k0) / secs);
+    // The kernel's share per message: the system calls (one read, one
+    // write per message at one in flight) are the same for every server.
+    r.insert("sys_us", (k1 - k0) / secs * 1e6 / m.rate);
+    r
 }
 
 /// One message from `check-a` to `check-b` through `server`: it must
@@ -553,6 +563,7 @@ fn print_tables(o: &Opts, scenarios: &[(usize, String)], results: &Results) {
             &[
                 ("rate", "msg/s"),
                 ("cpu_us", "srv CPU µs/msg"),
+                ("sys_us", "of it kernel µs/msg"),
                 ("p50", "p50 µs"),
                 ("p99", "p99 µs"),
                 ("server_cpu", "srv CPU"),
