@@ -215,6 +215,13 @@ impl FramePool {
     /// A frame carrying `body` as it is (a received text or binary message
     /// handed to the host, a pong).
     pub(crate) fn copy(&mut self, opcode: OpCode, body: &[u8]) -> Payload {
+        if HEAD_ROOM + body.len() > self.max_keep {
+            // Too long to keep: encoded as an unpooled `Payload` is, the
+            // frame at the start of its buffer (built with head room in
+            // front, a 16 KiB echo measured 25-30 % slower).
+            self.misses += 1;
+            return Payload::encode(opcode, body);
+        }
         self.frame(opcode, body.len(), |out| out.extend_from_slice(body))
     }
 
