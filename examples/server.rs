@@ -3,6 +3,13 @@
 //! small web page at `/` connects, joins groups, sends and shows what
 //! arrives.
 //!
+//! The hub routes the messages itself (its built-in relay, `relay: true`,
+//! always on here): stamping, routing, `require_ack` with retry and the
+//! sender's `send_result` notice need no host code and allocate nothing
+//! per message. The host only watches: a relay filter prints who sent what
+//! to whom, and for `require_ack` messages the final `SendResult` is sent
+//! to the sender as a `send_timeline` notice (each attempt, for the page).
+//!
 //! ```text
 //! cargo run --release --example server -- [--addr HOST:PORT] [--config FILE]
 //!     [--tls-cert FILE --tls-key FILE [--tls-addr HOST:PORT]]
@@ -20,13 +27,14 @@
 
 use std::process::ExitCode;
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use wshub::config::{ClusterConfig, TlsConfig};
-use wshub::{ConnId, DefaultHub, DeliveryId, HubConfig, HubEvent, Message, SendResult};
+use wshub::{ConnId, DefaultHub, HubConfig, HubEvent, Message, RelayVerdict, SendResult};
 
 const USAGE: &str = "usage: server [--addr HOST:PORT] [--config FILE] \
                      [--tls-cert FILE --tls-key FILE [--tls-addr HOST:PORT]] \
@@ -157,6 +165,7 @@ fn main() -> ExitCode {
         eprintln!("error: {e}\n{USAGE}");
         return ExitCode::from(2);
     }
+    config.relay = true;
     let mut hub = match DefaultHub::bind(config) {
         Ok(h) => h,
         Err(e) => {
@@ -167,11 +176,31 @@ fn main() -> ExitCode {
     hub.add_page("/", "text/html; charset=utf-8", DEMO_PAGE.as_bytes());
     // A demo: any client may join any group (a real host checks who asks).
     hub.set_group_policy(|_: &wshub::GroupRequest<'_>| true);
+    // The relay filter sees every message before the hub routes it: who
+    // sent a `require_ack` message is remembered (by the id the hub gave
+    // it) so that its timeline can be told; everything is relayed.
+    let (acked_tx, acked) = crossbeam_channel::unbounded();
+    hub.set_relay_filter(move |m| {
+        // Read by borrowing from the message (no allocation unless its
+        // strings carry escapes).
+        let Ok(shown) = serde_json::from_str::<Shown<'_>>(m.json) else {
+            return RelayVerdict::Relay;
+        };
+        let group = if m.to_group { "group " } else { "" };
+        println!(
+            "{} -> {group}{}: {}",
+            m.sender.user_id, m.receiver, shown.content
+        );
+        if m.require_ack {
+            let _ = acked_tx.send((shown.message_id.into_owned(), m.conn));
+        }
+        RelayVerdict::Relay
+    });
     // Final delivery results come back on the hub thread; the loop below
-    // tells each sender how its message fared.
+    // tells each sender its message's timeline.
     let (results_tx, results) = crossbeam_channel::unbounded();
-    hub.on_send_result(move |id, r| {
-        let _ = results_tx.send((id, r.clone()));
+    hub.on_send_result(move |_, r| {
+        let _ = results_tx.send(r.clone());
     });
     println!(
         "wshub demo on http://{}/  (WebSocket endpoint /ws?user_id=NAME)",
@@ -189,15 +218,16 @@ fn main() -> ExitCode {
     let mut checked = Instant::now();
     let hup = sighup_flag();
 
-    let mut senders = Senders::default();
+    let mut senders = HashMap::new();
     let result = (|| -> std::io::Result<()> {
         while !hub.is_finished() {
             hub.poll(Some(Duration::from_millis(200)))?;
             while let Some(event) = hub.next_event() {
-                handle_event(&mut hub, &mut senders, event);
+                handle_event(event);
             }
-            while let Ok((id, r)) = results.try_recv() {
-                report_result(&mut hub, &mut senders, id, &r);
+            senders.extend(acked.try_iter());
+            while let Ok(r) = results.try_recv() {
+                report_result(&mut hub, &mut senders, &r);
             }
             if hup.swap(false, Ordering::AcqRel) {
                 if hub.tls_local_addr().is_some() {
@@ -228,31 +258,26 @@ fn main() -> ExitCode {
     }
 }
 
-/// Who sent what, so that each result can be told to its sender: by
-/// delivery while it runs, by message id while the offline store keeps it.
-#[derive(Default)]
-struct Senders {
-    running: HashMap<DeliveryId, Sender>,
-    stored: HashMap<String, Sender>,
+/// What the console shows of a relayed message, borrowed from its JSON.
+#[derive(serde::Deserialize)]
+struct Shown<'a> {
+    /// The id the hub gave it.
+    #[serde(borrow)]
+    message_id: Cow<'a, str>,
+    #[serde(borrow, default)]
+    content: Cow<'a, str>,
 }
 
-/// A sender's connection and the id its client gave the message.
-struct Sender {
-    conn: ConnId,
-    client_id: String,
-}
-
-/// Tells the sender how its message fared, with a timeline of its attempts.
-fn report_result(hub: &mut DefaultHub, senders: &mut Senders, id: DeliveryId, r: &SendResult) {
+/// Tells the sender of a `require_ack` message its timeline: each attempt
+/// (when it started, how long it took, how it ended). The hub's own
+/// `send_result` notice has already told it the outcome.
+fn report_result(hub: &mut DefaultHub, senders: &mut HashMap<String, ConnId>, r: &SendResult) {
     let message_id = r.message_id.as_deref().unwrap_or_default().to_owned();
-    let sender = match senders.running.remove(&id) {
-        Some(s) => s,
-        None => match senders.stored.remove(&message_id) {
-            Some(s) => s,
-            None => return,
-        },
+    let Some(&conn) = senders.get(&message_id) else {
+        return;
     };
-    let outcome = match (r.final_error, r.stored_offline && !r.replayed) {
+    let kept = r.stored_offline && !r.replayed;
+    let outcome = match (r.final_error, kept) {
         (_, true) => "stored offline".to_owned(),
         (None, _) => "delivered".to_owned(),
         (Some(e), _) => format!("failed ({})", e.name()),
@@ -262,6 +287,10 @@ fn report_result(hub: &mut DefaultHub, senders: &mut Senders, id: DeliveryId, r:
         r.attempts.len(),
         if r.replayed { " (replayed)" } else { "" }
     );
+    if !kept {
+        // Done; a stored message reports again when replayed or expired.
+        senders.remove(&message_id);
+    }
     let first = r.attempts.first().map(|a| a.start_time);
     let timeline: Vec<serde_json::Value> = r
         .attempts
@@ -279,31 +308,19 @@ fn report_result(hub: &mut DefaultHub, senders: &mut Senders, id: DeliveryId, r:
         })
         .collect();
     let notice = Message::notice(
-        "send_result",
+        "send_timeline",
         serde_json::json!({
             "message_id": message_id,
-            "id": sender.client_id,
-            "success": r.success,
-            "attempts": r.attempts.len(),
-            "total_retries": r.total_retries,
-            "total_time_ms": r.total_time.as_millis() as u64,
-            "final_error": r.final_error.map(|e| e.name()),
-            "stored_offline": r.stored_offline,
             "replayed": r.replayed,
+            "stored_offline": r.stored_offline,
             "timeline": timeline,
         }),
     );
-    let conn = sender.conn;
-    if r.stored_offline && !r.replayed {
-        // Its replay (or expiry) reports again later, under the same id.
-        senders.stored.insert(message_id, sender);
-    }
     let _ = hub.send_to_client(conn, &notice);
 }
 
-/// Relays application messages with retry (honouring the sender's
-/// `require_ack`); remembers who sent what so the result can be reported.
-fn handle_event(hub: &mut DefaultHub, senders: &mut Senders, event: HubEvent) {
+/// Connects and disconnects, on the console (the hub routes the messages).
+fn handle_event(event: HubEvent) {
     match event {
         HubEvent::Connected { identity, .. } => {
             println!("+ {} ({})", identity.user_id, identity.client_id);
@@ -313,60 +330,6 @@ fn handle_event(hub: &mut DefaultHub, senders: &mut Senders, event: HubEvent) {
         } => {
             println!("- {} ({}): {reason}", identity.user_id, identity.client_id);
         }
-        HubEvent::Message { conn, message, .. } => {
-            if message.receiver.is_empty() {
-                let notice = Message::notice(
-                    "error",
-                    serde_json::json!({"reason": "validation", "detail": "receiver is required"}),
-                );
-                let _ = hub.send_to_client(conn, &notice);
-                return;
-            }
-            let to = message.receiver.clone();
-            if message.receiver_type == wshub::message::RECEIVER_TYPE_GROUP {
-                return relay_to_group(hub, conn, &message);
-            }
-            match hub.send_to_user_with_retry(&to, &message) {
-                Ok(id) => {
-                    println!("{} -> {to}: {}", message.sender, message.content);
-                    let client_id = message.id.clone();
-                    senders.running.insert(id, Sender { conn, client_id });
-                }
-                Err(e) => {
-                    let notice = Message::notice(
-                        "error",
-                        serde_json::json!({"reason": "validation", "detail": e.to_string()}),
-                    );
-                    let _ = hub.send_to_client(conn, &notice);
-                }
-            }
-        }
         _ => {}
     }
-}
-
-/// A client's group message goes to the other members, if the sender is
-/// one; the sender hears how many got it. (The hub's built-in relay will
-/// do this itself once it lands.)
-fn relay_to_group(hub: &mut DefaultHub, conn: ConnId, message: &Message) {
-    let group = &message.receiver;
-    let notice = if !hub.is_member(conn, group) {
-        Message::notice(
-            "error",
-            serde_json::json!({"reason": "permission", "group": group, "detail": "join the group first"}),
-        )
-    } else {
-        let result = hub.send_to_group(group, message, Some(conn));
-        println!("{} -> group {group}: {}", message.sender, message.content);
-        Message::notice(
-            "group_result",
-            serde_json::json!({
-                "group": group,
-                "id": message.id,
-                "delivered_to": result.as_ref().ok(),
-                "error": result.err().map(|e| e.to_string()),
-            }),
-        )
-    };
-    let _ = hub.send_to_client(conn, &notice);
 }

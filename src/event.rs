@@ -114,6 +114,12 @@ pub enum HubEvent {
     },
     /// A client sent an application message. `sender` and `sender_type` are
     /// already stamped from the connection's identity.
+    ///
+    /// This event allocates (the decoded `Message`, its strings, the box):
+    /// for an allocation-free path use the built-in relay
+    /// ([`HubConfig::relay`](crate::HubConfig::relay)), whose filter sees
+    /// each message borrowed ([`RelayView`](crate::RelayView)), or turn the
+    /// JSON protocol off and take [`HubEvent::Text`].
     Message {
         /// The sending connection.
         conn: ConnId,
@@ -131,7 +137,10 @@ pub enum HubEvent {
         identity: Identity,
         /// The text, already framed for sending: pass it to
         /// [`Hub::send`](crate::Hub::send) to echo or forward it without a
-        /// copy; [`Payload::as_str`](crate::Payload::as_str) reads it.
+        /// copy; [`Payload::as_str`](crate::Payload::as_str) reads it. Its
+        /// buffer comes from the hub's frame pool (up to 8 KiB) and goes
+        /// back once every ring and the host have dropped it: handling it
+        /// allocates nothing. Keeping it for long keeps a pool slot busy.
         text: Payload,
     },
     /// A client sent a binary frame (the JSON protocol has no meaning for it;
@@ -141,7 +150,7 @@ pub enum HubEvent {
         conn: ConnId,
         /// Who sent it.
         identity: Identity,
-        /// The bytes, already framed for sending (see `Text`);
+        /// The bytes, already framed for sending and pooled (see `Text`);
         /// [`Payload::body`](crate::Payload::body) reads them.
         data: Payload,
     },

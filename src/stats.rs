@@ -123,8 +123,10 @@ pub struct Stats {
     pub relayed: u64,
     /// Client messages the relay filter dropped.
     pub relay_dropped: u64,
-    /// Relayed frames made outside the frame pool (every pooled one was
-    /// still in some ring): an allocation each.
+    /// Frames made outside the hub's frame pool (relayed messages, raw
+    /// text and binary events, pongs) because every pooled one was still
+    /// in use or the frame was longer than the pool keeps (8 KiB): an
+    /// allocation each.
     pub relay_pool_misses: u64,
     /// 1 while this hub is linked to its cluster's Redis (0 when not, or
     /// without a cluster).

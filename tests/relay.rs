@@ -295,3 +295,32 @@ fn a_require_ack_group_message_is_tracked_per_member() {
     let s = wait_stat(hub.addr, "retries", 1);
     assert!(s["deliveries_succeeded"].as_u64().unwrap() >= 1, "{s}");
 }
+
+#[test]
+fn with_the_relay_on_join_ping_and_ack_messages_are_still_answered() {
+    let mut c = relay_config();
+    c.ack_timeout = Duration::from_secs(5);
+    let hub = TestHub::start_with::<64>(c, |hub| {
+        hub.set_group_policy(|_: &wshub::GroupRequest<'_>| true);
+    });
+    let mut alice = connect(hub.addr, "user_id=alice");
+    let mut bob = connect(hub.addr, "user_id=bob");
+    // A join names no receiver: it is a request to the hub, not a relay.
+    send(
+        &mut bob,
+        r#"{"message_type":"join","data":{"group":"lobby"}}"#,
+    );
+    let joined = recv(&mut bob);
+    assert_eq!(joined.message_type, "joined", "{joined:?}");
+    send(&mut bob, r#"{"message_type":"ping","extra":{"a":[1]}}"#);
+    assert_eq!(recv(&mut bob).message_type, "pong");
+    // The ACK of a relayed require_ack message ends its delivery.
+    send(
+        &mut alice,
+        r#"{"message_type":"text","receiver":"bob","content":"ack me","require_ack":true}"#,
+    );
+    let m = recv_type(&mut bob, "text");
+    ack(&mut bob, &m.message_id);
+    let result = recv_type(&mut alice, "send_result");
+    assert_eq!(result.data.unwrap()["success"], true);
+}

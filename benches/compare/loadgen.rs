@@ -20,6 +20,7 @@
 //! same shared buffer the plain path reads into, so the short-read rule and
 //! the one `read` + one `write` per message hold there too.
 
+use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -820,6 +821,148 @@ impl Loadgen {
     }
 }
 
+/// The body of user `from`'s chat message to user `to`, `size` bytes long
+/// (padded in `data.text`).
+pub fn chat_message(to: usize, size: usize) -> Vec<u8> {
+    let head = format!(r#"{{"message_type":"text","receiver":"u{to}","data":{{"text":""#);
+    let tail = r#""}}"#;
+    let pad = size.saturating_sub(head.len() + tail.len());
+    let mut body = head.into_bytes();
+    body.extend(std::iter::repeat_n(b'x', pad));
+    body.extend_from_slice(tail.as_bytes());
+    body
+}
+
+/// How every relayed message starts, whoever stamped it (the hub's id
+/// first); anything else (an error notice) counts as missing.
+const RELAYED: &[u8] = br#"{"message_id":""#;
+
+impl Loadgen {
+    /// Closed-loop JSON relay between users: connection `i` (user `u{i}`)
+    /// sends chat messages of `size` bytes to user `u{i^1}` (its pair),
+    /// `in_flight` at a time, the next as soon as one arrives. Measures
+    /// relayed messages per second and send-to-arrival latency; a message
+    /// a server answers with anything but a relayed message (an error)
+    /// counts in `missing`.
+    pub fn relay(
+        &mut self,
+        size: usize,
+        in_flight: usize,
+        warmup: Duration,
+        window: Duration,
+    ) -> io::Result<Measured> {
+        let n = self.conns.len() & !1;
+        // Every connection's frames, masked once: `in_flight` copies, so a
+        // burst of owed messages goes out in one write.
+        let frames: Vec<Vec<u8>> = (0..n)
+            .map(|i| {
+                let mut one = Vec::new();
+                client_frame(&chat_message(i ^ 1, size), &mut one);
+                one.repeat(in_flight)
+            })
+            .collect();
+        let flen = frames.first().map_or(0, |f| f.len() / in_flight);
+        // Send times of each connection's messages in flight (a pair's
+        // messages arrive in the order sent: one TCP stream, one server
+        // thread), and messages owed once a write is done.
+        let mut times: Vec<VecDeque<Instant>> =
+            (0..n).map(|_| VecDeque::with_capacity(in_flight)).collect();
+        let mut owed = vec![0usize; n];
+        let now = Instant::now();
+        for i in 0..n {
+            let c = &mut self.conns[i];
+            c.wpos = 0;
+            c.wlen = in_flight * flen;
+            times[i].extend(std::iter::repeat_n(now, in_flight));
+            Self::write_pending(c, &frames[i])?;
+        }
+        let start = now + warmup;
+        let end = start + window;
+        let mut samples: Vec<u32> = Vec::with_capacity(4 << 20);
+        let (mut count, mut errors) = (0u64, 0u64);
+        let mut cpu0 = None;
+        loop {
+            self.poll
+                .poll(&mut self.events, Some(Duration::from_millis(5)))?;
+            let now = Instant::now();
+            if now >= end {
+                break;
+            }
+            if cpu0.is_none() && now >= start {
+                cpu0 = Some(thread_cpu());
+            }
+            let measuring = now >= start;
+            for ev in self.events.iter() {
+                let key = ev.token().0;
+                if key >= n {
+                    continue;
+                }
+                let c = &mut self.conns[key];
+                if ev.is_writable() && c.wlen > 0 {
+                    Self::write_pending(c, &frames[key])?;
+                    Self::send_owed(c, &frames[key], flen, &mut owed[key], &mut times[key])?;
+                }
+                if !ev.is_readable() {
+                    continue;
+                }
+                let (mut done, mut bad) = (0, 0);
+                Self::read_conn(c, &mut self.scratch, &mut self.inflate, |op, pre| {
+                    if op == 1 && pre.starts_with(RELAYED) {
+                        done += 1;
+                    } else if op == 1 {
+                        bad += 1;
+                    }
+                })?;
+                if measuring {
+                    errors += bad;
+                }
+                let from = key ^ 1;
+                let t = Instant::now();
+                for _ in 0..done {
+                    let sent = times[from].pop_front().unwrap_or(t);
+                    if measuring {
+                        count += 1;
+                        if samples.len() < samples.capacity() {
+                            samples.push((t - sent).as_micros().min(u32::MAX as u128) as u32);
+                        }
+                    }
+                }
+                owed[from] += done;
+                let c = &mut self.conns[from];
+                Self::send_owed(c, &frames[from], flen, &mut owed[from], &mut times[from])?;
+            }
+        }
+        let cpu = thread_cpu() - cpu0.unwrap_or(0.0);
+        let (p50_us, p99_us) = percentiles(&mut samples);
+        Ok(Measured {
+            rate: count as f64 / window.as_secs_f64(),
+            p50_us,
+            p99_us,
+            client_cpu: cpu / window.as_secs_f64(),
+            missing: errors,
+            ..Measured::default()
+        })
+    }
+
+    /// Sends the messages a connection owes, once its last write is done.
+    fn send_owed(
+        c: &mut Conn,
+        frames: &[u8],
+        flen: usize,
+        owed: &mut usize,
+        times: &mut VecDeque<Instant>,
+    ) -> io::Result<()> {
+        if c.wlen > 0 || *owed == 0 || c.phase != Phase::Open {
+            return Ok(());
+        }
+        let k = std::mem::take(owed);
+        times.extend(std::iter::repeat_n(Instant::now(), k));
+        c.wpos = 0;
+        c.wlen = k * flen;
+        Self::write_pending(c, frames)
+    }
+}
+
 fn format_hex(v: u64) -> [u8; 16] {
     let mut out = [b'0'; 16];
     for (i, o) in out.iter_mut().enumerate() {
@@ -859,15 +1002,21 @@ pub fn thread_cpu() -> f64 {
 /// CPU seconds (user + system) of the process or thread behind a
 /// `/proc/.../stat` file (clock ticks of 10 ms).
 pub fn proc_cpu(path: &str) -> f64 {
+    let (user, sys) = proc_cpu_split(path);
+    user + sys
+}
+
+/// CPU seconds in user space and in the kernel, apart.
+pub fn proc_cpu_split(path: &str) -> (f64, f64) {
     let Ok(s) = std::fs::read_to_string(path) else {
-        return 0.0;
+        return (0.0, 0.0);
     };
     let Some(rest) = s.rsplit_once(')').map(|(_, r)| r) else {
-        return 0.0;
+        return (0.0, 0.0);
     };
     let f: Vec<&str> = rest.split_whitespace().collect();
     let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0
+    (ticks(11) / 100.0, ticks(12) / 100.0)
 }
 
 /// Checks the parser and the timestamp codec (run before every comparison:

@@ -6,6 +6,7 @@
 //! cargo bench --bench compare -- --only echo,idle --rounds 5 --servers wshub,tt
 //! cargo bench --bench compare -- --only group,deflate   # groups; compression
 //! cargo bench --bench compare -- --only tls      # wss:// echo and idle, wshub vs tt
+//! cargo bench --bench compare -- --only relay --in-flight 1,8
 //! ```
 //!
 //! Every server runs in its own process (this binary, `serve NAME MODE`),
@@ -24,6 +25,7 @@
 
 mod alloc;
 mod loadgen;
+mod relay;
 mod servers;
 mod tls;
 
@@ -33,7 +35,7 @@ use std::net::SocketAddr;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use loadgen::{Loadgen, Measured, Setup, proc_cpu};
+use loadgen::{Loadgen, Measured, Setup, proc_cpu, proc_cpu_split};
 
 #[global_allocator]
 static GLOBAL: alloc::Tracking = alloc::Tracking;
@@ -62,6 +64,8 @@ struct Opts {
     fanout: Vec<usize>,
     /// The certificate of the `tls` scenarios (made only when they run).
     tls: Option<tls::Files>,
+    /// Messages in flight per user in the relay scenarios.
+    in_flight: Vec<usize>,
 }
 
 /// A server process under test.
@@ -160,6 +164,11 @@ impl Server {
         proc_cpu(&format!("/proc/{}/stat", self.child.id()))
     }
 
+    /// CPU seconds so far in user space and in the kernel.
+    fn cpu_split(&self) -> (f64, f64) {
+        proc_cpu_split(&format!("/proc/{}/stat", self.child.id()))
+    }
+
     /// Stops the server before the client closes, so the TIME_WAIT states
     /// land on its side (a fresh port every run) rather than on the
     /// client's ports. Closing stdin makes it exit cleanly (a profiler then
@@ -191,6 +200,8 @@ fn measured(m: &Measured, server_cpu: f64) -> Rec {
         // Throughput per second of server CPU: robust to other processes
         // taking turns on the server's core (this machine is shared).
         ("per_cpu", m.rate / server_cpu),
+        // The same, inverted: server CPU time per message.
+        ("cpu_us", server_cpu * 1e6 / m.rate),
         ("missing", m.missing as f64),
         ("sent", m.sent as f64),
         ("stray", m.stray as f64),
@@ -325,6 +336,63 @@ fn run_deflate(o: &Opts, server: &str, receivers: usize, compressed: bool) -> Re
     measured(&m, cpu)
 }
 
+/// Closed-loop JSON relay between 100 users in pairs, `in_flight`
+/// messages each, after a check that the server stamps as wshub does.
+fn run_relay(o: &Opts, server: &str, in_flight: usize) -> Rec {
+    let s = Server::start(o, server, "relay", false);
+    check_relay(server, s.addr);
+    let mut lg = Loadgen::connect(s.addr, 100, Duration::from_secs(20)).expect("connect");
+    let (t0, (u0, k0)) = (Instant::now(), s.cpu_split());
+    let m = lg.relay(512, in_flight, o.warmup, o.window).expect("relay");
+    let secs = t0.elapsed().as_secs_f64();
+    let (u1, k1) = s.cpu_split();
+    s.stop();
+    let mut r = measured(&m, (u1 - u0 + k1 - k0) / secs);
+    // The kernel's share per message: the system calls (one read, one
+    // write per message at one in flight) are the same for every server.
+    r.insert("sys_us", (k1 - k0) / secs * 1e6 / m.rate);
+    r
+}
+
+/// One message from `check-a` to `check-b` through `server`: it must
+/// arrive stamped (sender, sender_type, a message id, create_at) with the
+/// client's data, so that every server is measured doing the same work.
+fn check_relay(server: &str, addr: SocketAddr) {
+    use tungstenite::client::IntoClientRequest;
+    let connect = |user: &str| {
+        let stream = std::net::TcpStream::connect(addr).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let req = format!("ws://{addr}/ws?user_id={user}")
+            .into_client_request()
+            .unwrap();
+        tungstenite::client(req, stream).expect("handshake").0
+    };
+    let mut a = connect("check-a");
+    let mut b = connect("check-b");
+    // The peers register a user once its handshake is done: give them a turn.
+    std::thread::sleep(Duration::from_millis(50));
+    let sent = r#"{"message_type":"text","receiver":"check-b","data":{"text":"hi"}}"#;
+    a.send(tungstenite::Message::text(sent)).unwrap();
+    let got = loop {
+        match b.read().expect("the relayed message") {
+            tungstenite::Message::Text(t) => break t.to_string(),
+            _ => continue,
+        }
+    };
+    let v: serde_json::Value = serde_json::from_str(&got).expect("JSON");
+    let ok = v["sender"] == "check-a"
+        && v["sender_type"] == "user"
+        && v["receiver"] == "check-b"
+        && v["message_type"] == "text"
+        && v["data"]["text"] == "hi"
+        && v["message_id"].as_str().is_some_and(|id| id.len() == 24)
+        && v["create_at"].as_str().is_some_and(|t| t.len() == 24)
+        && got.starts_with(r#"{"message_id":""#);
+    assert!(ok, "{server} relayed {got}");
+}
+
 fn run_idle(o: &Opts, server: &str, n: usize, tls: bool) -> Rec {
     let mode = if tls { "tls-echo" } else { "echo" };
     let mut s = Server::start(o, server, mode, true);
@@ -429,6 +497,7 @@ fn main() {
         only: vec![
             "echo".into(),
             "broadcast".into(),
+            "relay".into(),
             "idle".into(),
             "storm".into(),
             "tls".into(),
@@ -437,6 +506,7 @@ fn main() {
         pin: true,
         fanout: vec![1000, 10000],
         tls: None,
+        in_flight: vec![1, 8],
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -477,6 +547,14 @@ fn main() {
                     .map(|v| v.parse().expect("a number"))
                     .collect()
             }
+            "--in-flight" => {
+                o.in_flight = it
+                    .next()
+                    .expect("--in-flight 1,8")
+                    .split(',')
+                    .map(|v| v.parse().expect("a number"))
+                    .collect()
+            }
             _ => {}
         }
     }
@@ -506,6 +584,11 @@ fn main() {
     if want("broadcast") {
         for &n in &o.fanout {
             scenarios.push((scenarios.len(), format!("broadcast to {n}")));
+        }
+    }
+    if want("relay") {
+        for &k in &o.in_flight {
+            scenarios.push((scenarios.len(), format!("relay 100 users, {k} in flight")));
         }
     }
     if want("idle") {
@@ -562,6 +645,12 @@ fn main() {
                     run_echo(&o, &server, conns, size, tls)
                 } else if let Some(rest) = name.strip_prefix("broadcast to ") {
                     run_broadcast(&o, &server, rest.parse().unwrap())
+                } else if let Some(rest) = name.strip_prefix("relay 100 users, ") {
+                    run_relay(
+                        &o,
+                        &server,
+                        rest.split(' ').next().unwrap().parse().unwrap(),
+                    )
                 } else if name.starts_with("idle") {
                     run_idle(&o, &server, 10_000, tls)
                 } else if let Some(rest) = name.strip_prefix("group ") {
@@ -621,7 +710,7 @@ fn print_tables(o: &Opts, scenarios: &[(usize, String)], results: &Results) {
         ("heap_per_conn", "heap Δ/conn B"),
         ("heap_total_per_conn", "heap total/conn B"),
     ];
-    let groups: [Group; 8] = [
+    let groups: [Group; 9] = [
         ("echo", "round trips/s", echo_fields),
         (
             "broadcast",
@@ -633,6 +722,20 @@ fn print_tables(o: &Opts, scenarios: &[(usize, String)], results: &Results) {
                 ("p99", "p99 µs"),
                 ("server_cpu", "srv CPU"),
                 ("client_cpu", "cli CPU"),
+            ],
+        ),
+        (
+            "relay",
+            "JSON messages relayed user to user per second; missing = error replies",
+            &[
+                ("rate", "msg/s"),
+                ("cpu_us", "srv CPU µs/msg"),
+                ("sys_us", "of it kernel µs/msg"),
+                ("p50", "p50 µs"),
+                ("p99", "p99 µs"),
+                ("server_cpu", "srv CPU"),
+                ("client_cpu", "cli CPU"),
+                ("missing", "missing"),
             ],
         ),
         ("idle", "per idle connection", idle_fields),
@@ -694,7 +797,11 @@ fn print_tables(o: &Opts, scenarios: &[(usize, String)], results: &Results) {
         }
         let ratio_fields: Vec<&(&str, &str)> = fields
             .iter()
-            .filter(|(f, _)| ["rate", "per_cpu", "rss_per_conn"].contains(f))
+            .filter(|(f, _)| {
+                ["rate", "per_cpu", "cpu_us", "rss_per_conn"].contains(f)
+                    // The relay's targets include latency.
+                    || (prefix == "relay" && *f == "p99")
+            })
             .collect();
         if has_wshub {
             for (_, h) in &ratio_fields {

@@ -9,7 +9,8 @@
 //! support, so its `deflate` server compresses in each connection's writer,
 //! see `serve_tt`); `tls-echo` is `echo` over `wss://` (wshub's own TLS
 //! listener, tokio-tungstenite behind tokio-rustls; fastwebsockets is not in
-//! the TLS runs). Each runs on one thread: wshub's own loop, and a
+//! the TLS runs); `relay` routes JSON chat messages between users (see
+//! [`relay`]). Each runs on one thread: wshub's own loop, and a
 //! current-thread tokio runtime for the peers (the fair single-core setup).
 //!
 //! A server prints `PORT <n>` once it listens, then answers lines on stdin:
@@ -50,7 +51,7 @@ pub static COUNTERS: Counters = Counters {
 };
 
 /// Prints the counters (from whichever thread notices the request first).
-fn print_stats() {
+pub(crate) fn print_stats() {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(
         out,
@@ -63,7 +64,7 @@ fn print_stats() {
 }
 
 /// Answers `stats` on stdin; exits on end of input (the parent is gone).
-fn stdin_thread(answer_here: bool) {
+pub(crate) fn stdin_thread(answer_here: bool) {
     std::thread::spawn(move || {
         let stdin = std::io::stdin();
         for line in stdin.lock().lines() {
@@ -80,7 +81,7 @@ fn stdin_thread(answer_here: bool) {
     });
 }
 
-fn announce(port: u16) {
+pub(crate) fn announce(port: u16) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "PORT {port}");
     let _ = out.flush();
@@ -106,6 +107,14 @@ pub fn serve(name: &str, mode_name: &str) -> std::io::Result<()> {
         "broadcast" => (Mode::Broadcast, None),
         "group" => (Mode::Group, None),
         "deflate" => (Mode::Deflate, None),
+        "relay" => {
+            return match name {
+                "wshub" => crate::relay::serve_wshub(),
+                "tt" => tokio_main(crate::relay::serve_tt()),
+                "fws" => tokio_main(crate::relay::serve_fws()),
+                _ => Err(std::io::Error::other(format!("unknown server {name}"))),
+            };
+        }
         "tls-echo" => (
             Mode::Echo,
             Some(Files::from_env().ok_or_else(|| {
@@ -178,7 +187,9 @@ fn serve_wshub(mode: Mode, tls: Option<Files>) -> std::io::Result<()> {
     }
 }
 
-fn tokio_main(fut: impl std::future::Future<Output = std::io::Result<()>>) -> std::io::Result<()> {
+pub(crate) fn tokio_main(
+    fut: impl std::future::Future<Output = std::io::Result<()>>,
+) -> std::io::Result<()> {
     stdin_thread(true);
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -186,7 +197,7 @@ fn tokio_main(fut: impl std::future::Future<Output = std::io::Result<()>>) -> st
         .block_on(fut)
 }
 
-async fn listen() -> std::io::Result<TcpListener> {
+pub(crate) async fn listen() -> std::io::Result<TcpListener> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     announce(listener.local_addr()?.port());
     Ok(listener)
@@ -419,8 +430,8 @@ async fn serve_tt_tls(config: Arc<rustls::ServerConfig>) -> std::io::Result<()> 
 
 /// The HTTP upgrade for fastwebsockets (its own `upgrade` feature needs
 /// hyper; this is the same exchange, and not part of what is measured).
-/// Returns the group the request asks for.
-async fn fws_handshake(stream: &mut TcpStream) -> std::io::Result<Option<String>> {
+/// Returns the request's path (with its query).
+pub(crate) async fn fws_handshake(stream: &mut TcpStream) -> std::io::Result<String> {
     let mut head = Vec::with_capacity(512);
     let mut buf = [0u8; 1024];
     let end = loop {
@@ -444,14 +455,14 @@ async fn fws_handshake(stream: &mut TcpStream) -> std::io::Result<Option<String>
         .iter()
         .find(|h| h.name.eq_ignore_ascii_case("sec-websocket-key"))
         .ok_or_else(|| std::io::Error::other("no key"))?;
-    let group = req.path.and_then(asked_group);
     let accept = tungstenite::handshake::derive_accept_key(key.value);
+    let path = req.path.unwrap_or("/").to_owned();
     let resp = format!(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Accept: {accept}\r\n\r\n"
     );
     stream.write_all(resp.as_bytes()).await?;
-    Ok(group)
+    Ok(path)
 }
 
 async fn serve_fws(mode: Mode) -> std::io::Result<()> {
@@ -469,9 +480,10 @@ async fn serve_fws(mode: Mode) -> std::io::Result<()> {
         next_id += 1;
         let id = next_id;
         tokio::spawn(async move {
-            let Ok(group) = fws_handshake(&mut stream).await else {
+            let Ok(path) = fws_handshake(&mut stream).await else {
                 return;
             };
+            let group = asked_group(&path);
             let mut ws = WebSocket::after_handshake(stream, Role::Server);
             ws.set_auto_close(true);
             ws.set_auto_pong(true);

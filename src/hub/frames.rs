@@ -39,8 +39,10 @@ struct Inbound<'a, const Q: usize> {
     stats: &'a mut Stats,
     acks: &'a mut AckBuf,
     group_ops: &'a mut super::groups::GroupOps,
-    /// The built-in relay's queue, when `relay` is on.
-    relay: Option<&'a mut super::relay::RelayQueue>,
+    /// The built-in relay's queue and frame pool (its queue is used only
+    /// when `relay_on`; the pool always).
+    relay: &'a mut super::relay::RelayQueue,
+    relay_on: bool,
     config: &'a HubConfig,
     json: bool,
 }
@@ -63,7 +65,10 @@ impl<const Q: usize> Inbound<'_, Q> {
                 }
             }
             _ if !self.open => {}
-            Frame::Ping(data) => self.control(Payload::encode(OpCode::Pong, data)),
+            Frame::Ping(data) => {
+                let pong = self.relay.frame(OpCode::Pong, data);
+                self.control(pong)
+            }
             Frame::Pong(_) => {}
             Frame::Text(text) => self.text(text),
             Frame::Binary(data) => {
@@ -72,7 +77,7 @@ impl<const Q: usize> Inbound<'_, Q> {
                     self.events.push_back(HubEvent::Binary {
                         conn: self.conn,
                         identity: identity.clone(),
-                        data: Payload::encode(OpCode::Binary, data),
+                        data: self.relay.frame(OpCode::Binary, data),
                     });
                 }
             }
@@ -89,8 +94,13 @@ impl<const Q: usize> Inbound<'_, Q> {
             self.events.push_back(HubEvent::Text {
                 conn: self.conn,
                 identity: identity.clone(),
-                text: Payload::encode(OpCode::Text, text.as_bytes()),
+                text: self.relay.frame(OpCode::Text, text.as_bytes()),
             });
+            return;
+        }
+        // With the relay on, its one borrowed parse also answers pings and
+        // ACKs (the probe's scans were a tenth of a relayed message's work).
+        if self.relay_on && self.relayed(identity, text) {
             return;
         }
         // Pings and ACKs without allocating; the rest through the decoder.
@@ -98,9 +108,6 @@ impl<const Q: usize> Inbound<'_, Q> {
             Some(Control::Ping) => return self.control(pong_payload()),
             Some(Control::Ack(message_id)) => return self.acks.push(self.conn, message_id),
             None => {}
-        }
-        if self.relay.is_some() && self.relayed(identity, text) {
-            return;
         }
         match Message::decode(text) {
             Ok(msg) if msg.message_type == kind::PING => self.control(pong_payload()),
@@ -139,18 +146,31 @@ impl<const Q: usize> Inbound<'_, Q> {
     }
 
     /// Queues `text` for the built-in relay when it is a relayable message
-    /// (read by borrowing, stamped into a pooled frame); false leaves it to
-    /// the full decoder (control messages, and malformed ones, which get
-    /// its detailed error).
+    /// (read by borrowing, stamped into a pooled frame), or answers it when
+    /// it is a ping or an ACK; false leaves it to the probe and the full
+    /// decoder (joins, leaves, and malformed messages, which get its
+    /// detailed error).
     fn relayed(&mut self, identity: &Identity, text: &str) -> bool {
         let m = match ClientMessage::parse(text) {
-            Ok(m) if !m.is_control() => m,
+            Ok(m) => m,
             Err(Unrelayable::NoReceiver) => {
                 self.invalid("receiver is required".to_owned());
                 return true;
             }
-            _ => return false,
+            Err(Unrelayable::Malformed) => return false,
         };
+        match (&*m.message_type, m.message_id.as_deref()) {
+            (kind::PING, _) => {
+                self.control(pong_payload());
+                return true;
+            }
+            (kind::ACK, Some(id)) if !id.is_empty() => {
+                self.acks.push(self.conn, id);
+                return true;
+            }
+            _ if m.is_control() => return false,
+            _ => {}
+        }
         if kind::is_reserved(&m.message_type) {
             self.stats.reserved_types += 1;
             let detail = format!("message_type {:?} is reserved for the hub", m.message_type);
@@ -159,9 +179,7 @@ impl<const Q: usize> Inbound<'_, Q> {
         }
         self.stats.messages_in += 1;
         let trust = self.config.trust_client_message_ids;
-        if let Some(relay) = self.relay.as_deref_mut() {
-            relay.push(self.conn, identity, &m, trust);
-        }
+        self.relay.push(self.conn, identity, &m, trust);
         true
     }
 
@@ -247,7 +265,8 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
             stats,
             acks,
             group_ops,
-            relay: config.relay.then_some(relay),
+            relay,
+            relay_on: config.relay,
             config,
             json: *json_protocol,
         };

@@ -18,6 +18,7 @@ use crate::event::{ConnId, HubEvent};
 use crate::failure::reason::FailureReason;
 use crate::message::relay::{ClientMessage, Stamp, write_relayed};
 use crate::message::{FramePool, Message, Payload, TimeStamp};
+use crate::ws::OpCode;
 
 use super::{Hub, Target};
 
@@ -175,6 +176,13 @@ impl RelayQueue {
     /// Frames made outside the pool because every pooled one was in use.
     pub(crate) fn pool_misses(&self) -> u64 {
         self.pool.misses()
+    }
+
+    /// A pooled frame carrying `body` (received text and binary messages
+    /// handed to the host, pongs): a host that sends it on, or drops it,
+    /// allocates nothing per message.
+    pub(crate) fn frame(&mut self, opcode: OpCode, body: &[u8]) -> Payload {
+        self.pool.copy(opcode, body)
     }
 }
 

@@ -18,9 +18,9 @@ use super::{Priority, kind};
 pub(crate) struct ClientMessage<'a> {
     #[serde(borrow)]
     pub(crate) message_type: Cow<'a, str>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrowed")]
     pub(crate) message_id: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrowed")]
     pub(crate) id: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     pub(crate) receiver: Cow<'a, str>,
@@ -38,8 +38,21 @@ pub(crate) struct ClientMessage<'a> {
     pub(crate) require_ack: bool,
     #[serde(default)]
     seq_no: u64,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrowed")]
     trace_id: Option<Cow<'a, str>>,
+}
+
+/// An optional string borrowed from the frame when it needs no unescaping:
+/// serde borrows a `Cow<str>` field only when it is not inside an
+/// `Option`, so without this every `message_id`, `id` or `trace_id` (and
+/// every relayed ACK) allocated.
+fn borrowed<'de, D>(d: D) -> Result<Option<Cow<'de, str>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    #[derive(Deserialize)]
+    struct Borrowed<'a>(#[serde(borrow)] Cow<'a, str>);
+    Ok(Option::<Borrowed<'de>>::deserialize(d)?.map(|b| b.0))
 }
 
 /// Why a client message cannot be relayed as it is.
@@ -59,7 +72,8 @@ impl<'a> ClientMessage<'a> {
         if m.message_type.is_empty() || m.content.is_some_and(|c| !c.get().starts_with('"')) {
             return Err(Unrelayable::Malformed);
         }
-        if m.receiver.is_empty() {
+        // Pings, ACKs, joins and leaves name no receiver.
+        if m.receiver.is_empty() && !m.is_control() {
             return Err(Unrelayable::NoReceiver);
         }
         Ok(m)
@@ -162,6 +176,13 @@ pub(crate) fn write_relayed(out: &mut Vec<u8>, m: &ClientMessage<'_>, s: &Stamp<
 fn json_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
     let bytes = s.as_bytes();
+    // Ids, names and timestamps rarely need escaping: one scan, one copy
+    // (the byte-by-byte loop below was an eighth of the relay's own work).
+    if !bytes.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\') {
+        out.extend_from_slice(bytes);
+        out.push(b'"');
+        return;
+    }
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
         let esc: &[u8] = match b {
@@ -224,6 +245,16 @@ mod tests {
         assert_eq!(m.create_at, "2026-11-30T12:00:00.000Z");
         assert_eq!(m.message_id, "0123456789abcdef01234567");
         assert_eq!(m.id, "mine");
+    }
+
+    #[test]
+    fn ids_are_borrowed_from_the_frame_unless_escaped() {
+        let text = r#"{"message_type":"ack","message_id":"m1","id":"c\u0031","trace_id":"t"}"#;
+        let m = ClientMessage::parse(text).unwrap();
+        assert!(matches!(m.message_id, Some(Cow::Borrowed("m1"))));
+        assert!(matches!(m.trace_id, Some(Cow::Borrowed("t"))));
+        assert_eq!(m.id.as_deref(), Some("c1"));
+        assert!(matches!(m.id, Some(Cow::Owned(_))), "unescaped: owned");
     }
 
     #[test]
