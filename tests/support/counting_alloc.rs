@@ -11,21 +11,29 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::backtrace::Backtrace;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 pub struct Counting;
-
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-static LIVE_BYTES: AtomicI64 = AtomicI64::new(0);
 
 /// Live allocations while tracing: address -> (size, where it was made).
 type Trace = HashMap<usize, (usize, Backtrace)>;
 
 thread_local! {
+    // Per thread, so that tests measuring at the same time in one test
+    // binary never count each other's allocations.
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+    static LIVE_BYTES: Cell<i64> = const { Cell::new(0) };
     static ON_HERE: Cell<bool> = const { Cell::new(false) };
     /// Inside the tracing bookkeeping, whose own allocations are not counted.
     static IN_TRACE: Cell<bool> = const { Cell::new(false) };
     static TRACE: RefCell<Option<Trace>> = const { RefCell::new(None) };
+}
+
+fn bump(counter: &'static std::thread::LocalKey<Cell<u64>>, n: u64) {
+    let _ = counter.try_with(|c| c.set(c.get() + n));
+}
+
+fn bump_bytes(n: i64) {
+    let _ = LIVE_BYTES.try_with(|c| c.set(c.get() + n));
 }
 
 fn on() -> bool {
@@ -65,15 +73,15 @@ unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         let ptr = unsafe { System.alloc(layout) };
         if on() {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-            LIVE_BYTES.fetch_add(layout.size() as i64, Ordering::Relaxed);
+            bump(&ALLOCATIONS, 1);
+            bump_bytes(layout.size() as i64);
             traced(ptr, layout.size());
         }
         ptr
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         if on() {
-            LIVE_BYTES.fetch_sub(layout.size() as i64, Ordering::Relaxed);
+            bump_bytes(-(layout.size() as i64));
             untraced(ptr);
         }
         unsafe { System.dealloc(ptr, layout) }
@@ -81,8 +89,8 @@ unsafe impl GlobalAlloc for Counting {
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         let new = unsafe { System.realloc(ptr, layout, new_size) };
         if on() {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-            LIVE_BYTES.fetch_add(new_size as i64 - layout.size() as i64, Ordering::Relaxed);
+            bump(&ALLOCATIONS, 1);
+            bump_bytes(new_size as i64 - layout.size() as i64);
             if !new.is_null() {
                 untraced(ptr);
                 traced(new, new_size);
@@ -94,16 +102,13 @@ unsafe impl GlobalAlloc for Counting {
 
 /// What this thread allocated while `f` ran: (allocations, net live bytes).
 pub fn measure(f: impl FnOnce()) -> (u64, i64) {
-    let (count, bytes) = (
-        ALLOCATIONS.load(Ordering::Relaxed),
-        LIVE_BYTES.load(Ordering::Relaxed),
-    );
+    let (count, bytes) = (ALLOCATIONS.with(Cell::get), LIVE_BYTES.with(Cell::get));
     ON_HERE.with(|c| c.set(true));
     f();
     ON_HERE.with(|c| c.set(false));
     (
-        ALLOCATIONS.load(Ordering::Relaxed) - count,
-        LIVE_BYTES.load(Ordering::Relaxed) - bytes,
+        ALLOCATIONS.with(Cell::get) - count,
+        LIVE_BYTES.with(Cell::get) - bytes,
     )
 }
 
