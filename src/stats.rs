@@ -145,6 +145,9 @@ pub struct Stats {
     /// Publishes lost when the link to Redis broke under them (their
     /// tracked deliveries fail by deadline and are retried).
     pub cluster_lost: u64,
+    /// Messages to another hub that nobody received (that hub had gone
+    /// without a goodbye): failed at once as `cluster_unavailable`.
+    pub cluster_unheard: u64,
     /// Unreadable messages heard on this hub's channels.
     pub cluster_malformed: u64,
     /// Times the link to Redis went down.

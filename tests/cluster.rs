@@ -335,9 +335,16 @@ fn a_killed_hub_goes_offline_within_the_ttl_and_redis_outages_heal() {
     let mut alice_too = connect(hubs[0].addr, "user_id=erin");
     hubs[0].wait_remote_devices(2);
 
-    // SIGKILL hub 2: within presence_ttl (+ 1 s) bob is offline for hub 1.
+    // SIGKILL hub 2. At once, a message for bob finds nobody on hub 2's
+    // channel: reported as cluster_unavailable, not lost silently.
     hubs[1].kill();
-    let took = hubs[0].wait_remote_devices(1);
+    let killed = Instant::now();
+    text(&mut alice, "bob", "are you there?", "");
+    let s = wait_stat(hubs[0].addr, "cluster_unheard", 1);
+    assert!(s["cluster_unavailable"].as_u64().unwrap() >= 1, "{s}");
+    // Within presence_ttl (+ 1 s) bob is offline for hub 1.
+    hubs[0].wait_remote_devices(1);
+    let took = killed.elapsed();
     assert!(
         took <= Duration::from_millis(TTL_MS + 1000),
         "bob still counted online {took:?} after the kill"

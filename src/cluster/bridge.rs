@@ -97,6 +97,9 @@ pub(crate) enum In {
     Message(Vec<u8>),
     /// Publishes lost because the publisher's link broke under them.
     Lost(u64),
+    /// A publish to one hub that no one received (that hub is gone): the
+    /// message, for the loop to fail.
+    Unheard(Vec<u8>),
 }
 
 /// The running bridge; dropping it stops both threads.
@@ -400,10 +403,12 @@ impl Publisher {
 
     fn write_batch(&mut self, c: &mut Connection, batch: &mut Vec<Out>) -> Result<(), RespError> {
         let devs = self.devs_key();
-        let mut replies = 0;
+        // Per reply, in order: the batch entry of a publish to one hub
+        // (whose "0 receivers" means that hub is gone), else `None`.
+        let mut replies: Vec<Option<usize>> = Vec::with_capacity(batch.len() * 2);
         let mut publishes = 0u64;
         let mut body = Vec::new();
-        for out in batch.iter() {
+        for (i, out) in batch.iter().enumerate() {
             self.track(out);
             match out {
                 Out::Publish { channel, body } => {
@@ -413,7 +418,7 @@ impl Publisher {
                     };
                     c.queue(&[b"PUBLISH", name.as_bytes(), body]);
                     publishes += 1;
-                    replies += 1;
+                    replies.push(matches!(channel, Channel::Node(_)).then_some(i));
                 }
                 Out::DeviceUp { user, client } | Out::DeviceDown { user, client } => {
                     let up = matches!(out, Out::DeviceUp { .. });
@@ -428,19 +433,36 @@ impl Publisher {
                         Wire::Down { node, user, client }.encode(&mut body);
                     }
                     c.queue(&[b"PUBLISH", self.names.presence.as_bytes(), &body]);
-                    replies += 2;
+                    replies.extend([None, None]);
                 }
             }
         }
-        batch.clear();
+        let mut unheard = Vec::new();
         let written = c.flush().and_then(|()| {
-            for _ in 0..replies {
-                if let Value::Error(e) = c.read()? {
-                    log::warn!("cluster: redis refused a command: {e}");
+            for &publish in &replies {
+                match (c.read()?, publish) {
+                    (Value::Error(e), _) => log::warn!("cluster: redis refused a command: {e}"),
+                    (Value::Int(0), Some(i)) => unheard.push(i),
+                    _ => {}
                 }
             }
             Ok(())
         });
+        for i in unheard {
+            // Nobody listens on that hub's channel: it is gone. The loop
+            // fails what it carried now, not at a deadline (or never, for
+            // a plain send).
+            if let Out::Publish { body, .. } = std::mem::replace(
+                &mut batch[i],
+                Out::Publish {
+                    channel: Channel::All,
+                    body: Vec::new(),
+                },
+            ) {
+                self.tx.send(In::Unheard(body));
+            }
+        }
+        batch.clear();
         if written.is_err() && publishes > 0 {
             self.tx.send(In::Lost(publishes));
         }

@@ -62,6 +62,8 @@ pub(crate) struct ClusterCounters {
     pub unavailable: u64,
     /// Publishes lost when the link broke under them.
     pub lost: u64,
+    /// Publishes to a hub that no one received (that hub was gone).
+    pub unheard: u64,
     /// Unreadable messages on this hub's channels.
     pub malformed: u64,
     /// Times the link went down.

@@ -58,6 +58,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
                     c.counters.lost += n;
                 }
             }
+            In::Unheard(body) => self.unheard(&body),
             In::Snapshot { node, devices } => self.apply_snapshot(&node, devices),
             In::Synced(alive) => {
                 let known = self
@@ -86,6 +87,43 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
                     }
                 }
             }
+        }
+    }
+
+    /// A message to a hub that no longer listens: a tracked part fails
+    /// now (and is retried), a plain send is reported as failed.
+    fn unheard(&mut self, body: &[u8]) {
+        if let Some(c) = self.cluster.as_mut() {
+            c.counters.unheard += 1;
+        }
+        match Wire::decode(body) {
+            Ok(Wire::Deliver {
+                ticket: Some(t), ..
+            }) => {
+                let now = self.net.now;
+                let error = Some(FailureReason::ClusterUnavailable);
+                let Hub { engine, net, .. } = self;
+                engine.remote_outcome(now, t.conn, t.tag, error, net);
+            }
+            Ok(Wire::Deliver {
+                ticket: None,
+                user,
+                binary,
+                body,
+                ..
+            }) => {
+                let op = if binary { OpCode::Binary } else { OpCode::Text };
+                let payload = Payload::encode(op, body);
+                self.report_plain(
+                    FailureReason::ClusterUnavailable,
+                    usize::MAX,
+                    Some(user),
+                    &payload,
+                );
+            }
+            // An outcome's sender retries at its deadline; a kick's target
+            // hub is gone with its connections.
+            _ => {}
         }
     }
 

@@ -414,6 +414,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
             s.cluster_sent = k.sent;
             s.cluster_received = k.received;
             s.cluster_lost = k.lost;
+            s.cluster_unheard = k.unheard;
             s.cluster_malformed = k.malformed;
             s.cluster_link_downs = k.link_downs;
         }
