@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use super::{Hub, Target};
+use super::{Hub, REPLACED, Target};
 use crate::cluster::bridge::{Channel, In};
 use crate::cluster::wire::{Ticket, Wire};
 use crate::delivery::{Envelope, MessageId, RemoteWaiter};
@@ -79,12 +79,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
                 }
                 match Wire::decode(&body) {
                     Ok(wire) => self.on_wire(wire),
-                    Err(e) => {
-                        if let Some(c) = self.cluster.as_mut() {
-                            c.counters.malformed += 1;
-                        }
-                        log::warn!("cluster: {e}");
-                    }
+                    Err(e) => self.malformed(&e.to_string()),
                 }
             }
         }
@@ -304,7 +299,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
         let now = self.net.now;
         // The same device here is replaced by the newer connection there.
         if connected && let Some(key) = self.net.registry.device(user, client) {
-            self.kick_key(key, "replaced", DisconnectReason::Replaced);
+            self.kick_key(key, REPLACED, DisconnectReason::Replaced);
         }
         let Some(id) = self
             .net

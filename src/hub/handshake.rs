@@ -1,7 +1,7 @@
 //! The HTTP phase: the request head, pages and health endpoints, and the
 //! WebSocket upgrade (limits, authentication, replacement of a device).
 
-use super::{CLOSE_LINGER, Hub, Lifecycle, MAX_HEAD, TimerEvent, guard};
+use super::{CLOSE_LINGER, Hub, Lifecycle, MAX_HEAD, REPLACED, TimerEvent, guard};
 use crate::auth::Identity;
 use crate::conn::Phase;
 use crate::conn::outbox::CloseWhen;
@@ -79,25 +79,13 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
     }
 
     pub(super) fn on_upgrade(&mut self, key: usize, req: &Request, early: Vec<u8>) {
-        let (accept, identity) = match self.check_upgrade(key, req) {
-            Ok(ok) => ok,
-            Err((status, why)) => {
-                self.stats.rejected += 1;
-                log::debug!(
-                    "{}: upgrade refused: {status} {}",
-                    self.net.conns[key].id,
-                    Esc(&why)
-                );
-                self.respond(key, status, TEXT, why.as_bytes());
-                return;
-            }
-        };
-        let group = self.handshake_group(key, req, &identity).and_then(|group| {
+        let checked = self.check_upgrade(key, req).and_then(|(accept, identity)| {
+            let group = self.handshake_group(key, req, &identity)?;
             self.check_identity_groups(&identity, group.as_deref())?;
-            Ok(group)
+            Ok((accept, identity, group))
         });
-        let group = match group {
-            Ok(group) => group,
+        let (accept, identity, group) = match checked {
+            Ok(ok) => ok,
             Err((status, why)) => {
                 self.stats.rejected += 1;
                 log::debug!(
@@ -115,11 +103,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
             .registry
             .device(&identity.user_id, &identity.client_id)
         {
-            self.kick_key(
-                old,
-                "replaced by a newer connection",
-                DisconnectReason::Replaced,
-            );
+            self.kick_key(old, REPLACED, DisconnectReason::Replaced);
             if let Some(old_id) = self.net.conns.get(old).map(|c| c.id) {
                 self.engine
                     .conn_replaced(self.net.now, old_id, id, &mut self.net);

@@ -67,6 +67,9 @@ const COMMAND_BUDGET: usize = 1024;
 const CLOSE_LINGER: Duration = Duration::from_secs(2);
 /// Largest HTTP request head accepted.
 const MAX_HEAD: usize = 8 * 1024;
+/// The `kick_out` reason of a connection whose device connected again
+/// (here or on another hub of the cluster).
+const REPLACED: &str = "replaced by a newer connection";
 /// Events waiting for the host before reading pauses.
 const DEFAULT_EVENT_LIMIT: usize = 4096;
 
