@@ -143,7 +143,8 @@ pub struct Stats {
     /// device on another hub that Redis or that hub did not reach.
     pub cluster_unavailable: u64,
     /// Publishes lost when the link to Redis broke under them (their
-    /// tracked deliveries fail by deadline and are retried).
+    /// tracked deliveries fail by deadline and are retried), and presence
+    /// changes dropped because the bridge's queue was full.
     pub cluster_lost: u64,
     /// Messages to another hub that nobody received (that hub had gone
     /// without a goodbye): failed at once as `cluster_unavailable`.

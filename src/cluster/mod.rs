@@ -60,7 +60,8 @@ pub(crate) struct ClusterCounters {
     pub received: u64,
     /// Remote sends failed at once because the link was down or full.
     pub unavailable: u64,
-    /// Publishes lost when the link broke under them.
+    /// Publishes lost when the link broke under them, and presence
+    /// changes dropped at a full bridge queue.
     pub lost: u64,
     /// Publishes to a hub that no one received (that hub was gone).
     pub unheard: u64,
@@ -173,6 +174,8 @@ impl Cluster {
             Out::DeviceDown { user, client }
         };
         if !self.bridge.send(out) {
+            // The others miss this change until the next re-registration.
+            self.counters.lost += 1;
             log::warn!("cluster: bridge queue full, presence change dropped");
         }
     }

@@ -6,7 +6,7 @@
 //! collide with a local connection, and their generation changes with every
 //! reuse, so a late outcome for a gone proxy is recognised and ignored.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,8 +26,9 @@ pub(crate) struct RemoteDevice {
 #[derive(Debug)]
 struct Node {
     last_seen: Instant,
-    /// Proxy keys of its devices.
-    devices: Vec<usize>,
+    /// Proxy keys of its devices (a set: a device going is O(1), however
+    /// many that hub holds).
+    devices: HashSet<usize>,
 }
 
 /// Remote devices by user and by hub.
@@ -107,7 +108,7 @@ impl Presence {
                     Arc::from(node),
                     Node {
                         last_seen: now,
-                        devices: Vec::new(),
+                        devices: HashSet::new(),
                     },
                 );
             }
@@ -157,7 +158,7 @@ impl Presence {
         });
         self.by_user.entry(user).or_default().push(key);
         if let Some(n) = self.nodes.get_mut(&*node_key) {
-            n.devices.push(key);
+            n.devices.insert(key);
         }
         Some(id)
     }
@@ -170,7 +171,7 @@ impl Presence {
                 .is_some_and(|d| &*d.node == node && &*d.client == client)
         })?;
         if let Some(n) = self.nodes.get_mut(node) {
-            n.devices.retain(|&k| k != key);
+            n.devices.remove(&key);
         }
         Some(self.take(key))
     }
