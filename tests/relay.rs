@@ -324,3 +324,80 @@ fn with_the_relay_on_join_ping_and_ack_messages_are_still_answered() {
     let result = recv_type(&mut alice, "send_result");
     assert_eq!(result.data.unwrap()["success"], true);
 }
+
+/// Whether `s` has bytes waiting, without taking them.
+fn has_bytes(s: &std::net::TcpStream) -> bool {
+    s.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+    let had = matches!(s.peek(&mut [0u8; 1]), Ok(n) if n > 0);
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    had
+}
+
+/// What the filter saw on the hub thread.
+#[derive(Default)]
+struct TurnWatch {
+    /// The receivers' sockets, as their clients hold them.
+    sockets: Vec<(String, std::net::TcpStream)>,
+    /// The receiver of the first watched message routed.
+    first: Option<String>,
+    /// At the second message: whether the first was on its socket already.
+    first_written: Vec<bool>,
+}
+
+#[test]
+fn a_relayed_message_is_written_before_the_next_ready_connection_is_read() {
+    use std::sync::{Arc, Mutex};
+    let watch = Arc::new(Mutex::new(TurnWatch::default()));
+    let seen = Arc::clone(&watch);
+    let hub = TestHub::start_with::<64>(relay_config(), move |hub| {
+        hub.set_relay_filter(move |m| {
+            if m.message_type == "gate" {
+                // Holds the loop while the test's two messages arrive, so
+                // that the next turn finds both connections ready.
+                std::thread::sleep(Duration::from_millis(300));
+                return RelayVerdict::Relay;
+            }
+            let mut w = seen.lock().unwrap();
+            match w.first.take() {
+                None => w.first = Some(m.receiver.to_owned()),
+                Some(first) => {
+                    let had = w
+                        .sockets
+                        .iter()
+                        .find(|(user, _)| *user == first)
+                        .is_some_and(|(_, s)| has_bytes(s));
+                    w.first_written.push(had);
+                }
+            }
+            RelayVerdict::Relay
+        });
+    });
+    let mut gate = connect(hub.addr, "user_id=gate");
+    let mut c = connect(hub.addr, "user_id=c");
+    let mut d = connect(hub.addr, "user_id=d");
+    let mut e = connect(hub.addr, "user_id=e");
+    let mut f = connect(hub.addr, "user_id=f");
+    for (user, ws) in [("d", &d), ("f", &f)] {
+        let s = ws.get_ref().try_clone().unwrap();
+        watch.lock().unwrap().sockets.push((user.into(), s));
+    }
+    send(
+        &mut gate,
+        r#"{"message_type":"gate","receiver":"gate","content":"hold"}"#,
+    );
+    std::thread::sleep(Duration::from_millis(100));
+    send(
+        &mut c,
+        r#"{"message_type":"text","receiver":"d","content":"1"}"#,
+    );
+    send(
+        &mut e,
+        r#"{"message_type":"text","receiver":"f","content":"2"}"#,
+    );
+    assert_eq!(recv(&mut d).content, "1");
+    assert_eq!(recv(&mut f).content, "2");
+    assert_eq!(recv(&mut gate).message_type, "gate");
+    // Both were read in one turn; the first one's frame had left before
+    // the second connection was read, not at the end of the turn.
+    assert_eq!(watch.lock().unwrap().first_written, [true]);
+}

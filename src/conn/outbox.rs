@@ -279,7 +279,15 @@ impl<const Q: usize> Outbox<Q> {
             if count == 0 {
                 return Ok(Flush::Drained);
             }
-            match w.write_vectored(&slices[..count]) {
+            // One frame (the common case with one message in flight): a
+            // plain `send`, which skips `writev`'s iovec import and VFS
+            // checks.
+            let result = if count == 1 {
+                w.write(&slices[0])
+            } else {
+                w.write_vectored(&slices[..count])
+            };
+            match result {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => self.advance(n, written),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Flush::Blocked),

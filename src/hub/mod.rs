@@ -1,7 +1,8 @@
 //! The hub: one thread, one `mio::Poll`, every socket and all hub state.
 //!
 //! A turn of [`Hub::poll`] runs, in this order: flush what earlier calls
-//! queued, wait for readiness (or the next timer), accept, read and route,
+//! queued, wait for readiness (or the next timer), accept, read and route
+//! (flushing what each connection's read routed before reading the next),
 //! run expired timers, carry out commands from other threads, flush again.
 //! Data flows one way: socket → decoder → events/routes → rings → socket.
 

@@ -30,6 +30,15 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
         }
         if readable {
             self.read_conn(key, hup);
+            // Write what this read routed before reading the next ready
+            // connection, as a task-per-connection server would: the
+            // receivers get their messages a whole turn of reads sooner
+            // (strict request/response p99), and the kernel can piggyback
+            // the ACK for what was just read on the reply instead of a
+            // pure ACK segment. One connection's frames still leave in one
+            // `writev`; only a fan-in turn (many senders, one receiver)
+            // writes once per sender instead of once per turn.
+            self.flush_dirty();
         }
     }
 
@@ -56,6 +65,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
             if let Some(conn) = self.net.conns.get_mut(key) {
                 conn.read_pending = false;
                 self.read_conn(key, true);
+                self.flush_dirty();
             }
         }
         // Not reached (still marked pending) first, then those listed again.
