@@ -17,7 +17,7 @@ use crate::error::SendError;
 use crate::event::{ConnId, HubEvent};
 use crate::failure::reason::FailureReason;
 use crate::message::relay::{ClientMessage, Stamp, write_relayed};
-use crate::message::{FramePool, Message, Payload, TimeStamp};
+use crate::message::{FramePool, Message, Payload, StampCache};
 use crate::ws::OpCode;
 
 use super::{Hub, Target};
@@ -106,6 +106,7 @@ pub(crate) struct RelayQueue {
     items: Vec<Relayed>,
     len: usize,
     pool: FramePool,
+    clock: StampCache,
 }
 
 impl RelayQueue {
@@ -114,6 +115,7 @@ impl RelayQueue {
             items: Vec::new(),
             len: 0,
             pool: FramePool::new(slots.clamp(POOL_MIN_SLOTS, POOL_MAX_SLOTS), POOL_MAX_FRAME),
+            clock: StampCache::default(),
         }
     }
 
@@ -131,7 +133,7 @@ impl RelayQueue {
             Some(id) if trust_ids => (id, m.id.as_deref()),
             _ => (hub_id.as_str(), own.or(m.id.as_deref())),
         };
-        let now = TimeStamp::now();
+        let now = self.clock.now();
         let stamp = Stamp {
             message_id,
             client_id,
@@ -226,13 +228,15 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
     }
 
     fn route_one(&mut self, r: &Relayed, payload: Payload) {
-        let Some(sender) = self.net.open(r.from).and_then(|c| c.identity.clone()) else {
+        // Borrowed, not cloned: most relays need the sender only to know
+        // it is still open (three reference counts a message otherwise).
+        let Some(sender) = self.net.open(r.from).and_then(|c| c.identity.as_ref()) else {
             return;
         };
         if let Some(filter) = &mut self.relay_filter {
             let view = RelayView {
                 conn: r.from,
-                sender: &sender,
+                sender,
                 message_type: &r.message_type,
                 receiver: &r.receiver,
                 receiver_client: &r.receiver_client,
@@ -250,7 +254,7 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
                     if let Ok(message) = serde_json::from_slice::<Message>(payload.body()) {
                         self.events.push_back(HubEvent::Message {
                             conn: r.from,
-                            identity: sender,
+                            identity: sender.clone(),
                             message: Box::new(message),
                         });
                     }
@@ -282,8 +286,9 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
             if !self.config.client_broadcast {
                 return self.notice_error(r.from, "validation", "broadcast is not allowed");
             }
-            self.send_to_others_local(&sender.user_id, &payload);
-            self.forward_to_others(&sender.user_id, &payload);
+            let user = std::sync::Arc::clone(&sender.user_id);
+            self.send_to_others_local(&user, &payload);
+            self.forward_to_others(&user, &payload);
         } else if r.require_ack {
             let env = r.envelope(payload);
             let waiter = Waiter::Sender(r.from);

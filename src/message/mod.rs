@@ -16,7 +16,9 @@ mod time;
 
 pub(crate) use payload::FramePool;
 pub use payload::Payload;
+#[cfg(test)]
 pub(crate) use time::Stamp as TimeStamp;
+pub(crate) use time::StampCache;
 pub use time::rfc3339_now;
 
 /// Well-known values of [`Message::message_type`].
