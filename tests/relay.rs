@@ -333,6 +333,17 @@ fn has_bytes(s: &std::net::TcpStream) -> bool {
     had
 }
 
+/// A `gate` message holds the loop (in the relay filter) while a test's
+/// messages arrive, so that the next turn finds all their connections
+/// ready at once.
+fn held_at_gate(m: &wshub::RelayView<'_>) -> bool {
+    let gate = m.message_type == "gate";
+    if gate {
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    gate
+}
+
 /// What the filter saw on the hub thread.
 #[derive(Default)]
 struct TurnWatch {
@@ -351,10 +362,7 @@ fn a_relayed_message_is_written_before_the_next_ready_connection_is_read() {
     let seen = Arc::clone(&watch);
     let hub = TestHub::start_with::<64>(relay_config(), move |hub| {
         hub.set_relay_filter(move |m| {
-            if m.message_type == "gate" {
-                // Holds the loop while the test's two messages arrive, so
-                // that the next turn finds both connections ready.
-                std::thread::sleep(Duration::from_millis(300));
+            if held_at_gate(m) {
                 return RelayVerdict::Relay;
             }
             let mut w = seen.lock().unwrap();
@@ -394,10 +402,56 @@ fn a_relayed_message_is_written_before_the_next_ready_connection_is_read() {
         &mut e,
         r#"{"message_type":"text","receiver":"f","content":"2"}"#,
     );
+    // Nobody reads the receivers' sockets before the filter has peeked.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while watch.lock().unwrap().first_written.is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "second message never routed"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
     assert_eq!(recv(&mut d).content, "1");
     assert_eq!(recv(&mut f).content, "2");
     assert_eq!(recv(&mut gate).message_type, "gate");
     // Both were read in one turn; the first one's frame had left before
     // the second connection was read, not at the end of the turn.
     assert_eq!(watch.lock().unwrap().first_written, [true]);
+}
+
+#[test]
+fn a_fan_in_burst_larger_than_the_ring_in_one_turn_is_not_refused() {
+    // Rings of 8 frames; 24 senders to one receiver, all read in one turn.
+    // Each read's frames are written before the next sender is read, so
+    // the ring never holds more than one of them.
+    let hub = TestHub::start_with::<8>(relay_config(), |hub| {
+        hub.set_relay_filter(|m| {
+            held_at_gate(m);
+            RelayVerdict::Relay
+        });
+    });
+    let mut gate = connect(hub.addr, "user_id=gate");
+    let mut sink = connect(hub.addr, "user_id=sink");
+    let mut senders: Vec<_> = (0..24)
+        .map(|i| connect(hub.addr, &format!("user_id=s{i}")))
+        .collect();
+    send(
+        &mut gate,
+        r#"{"message_type":"gate","receiver":"gate","content":"hold"}"#,
+    );
+    std::thread::sleep(Duration::from_millis(100));
+    for (i, ws) in senders.iter_mut().enumerate() {
+        send(
+            ws,
+            &format!(r#"{{"message_type":"text","receiver":"sink","content":"{i}"}}"#),
+        );
+    }
+    let mut got: Vec<usize> = (0..24)
+        .map(|_| recv(&mut sink).content.parse().unwrap())
+        .collect();
+    got.sort_unstable();
+    assert_eq!(got, (0..24).collect::<Vec<_>>());
+    assert_eq!(recv(&mut gate).message_type, "gate");
+    let s = stats(hub.addr);
+    assert_eq!(s["queue_full_count"], 0, "{s}");
 }
