@@ -10,6 +10,7 @@ use wshub::{DefaultHub, HubConfig, HubEvent, Message, Payload, Target};
 
 #[path = "support/counting_alloc.rs"]
 mod counting_alloc;
+mod support;
 
 #[global_allocator]
 static GLOBAL: counting_alloc::Counting = counting_alloc::Counting;
@@ -430,11 +431,50 @@ fn group_join_leave_and_send_to_a_thousand_members_allocate_nothing() {
 /// thread after warm-up.
 #[test]
 fn relayed_client_messages_allocate_nothing_on_the_hub_thread() {
+    let (allocations, s) = relay_batches(relay_config());
+    assert_eq!(
+        allocations, 0,
+        "{allocations} allocations on the hub thread for 300 relayed batches ({} relayed, {} pool misses)",
+        s.relayed, s.relay_pool_misses
+    );
+}
+
+/// With `cluster` set (a Redis of the test's own, no other hub): the
+/// relays to this hub's users allocate nothing, as without a cluster; the
+/// broadcast, which every hub must get, is copied once into its publish.
+#[test]
+fn in_a_cluster_only_what_goes_to_other_hubs_allocates() {
+    let Some(redis) = support::redis::Redis::start() else {
+        return;
+    };
+    let mut config = relay_config();
+    let mut cluster = wshub::config::ClusterConfig::new(redis.url());
+    // No presence refresh falls inside the measurement.
+    cluster.presence_ttl = Duration::from_secs(600);
+    config.cluster = Some(cluster);
+    let (allocations, s) = relay_batches(config);
+    assert_eq!(s.cluster_up, 1, "linked to Redis");
+    assert_eq!(
+        allocations, 300,
+        "{allocations} allocations on the hub thread for 300 relayed batches, one `\"*\"` each ({} relayed, {} published)",
+        s.relayed, s.cluster_sent
+    );
+}
+
+fn relay_config() -> HubConfig {
     let mut config = HubConfig::default();
     config.listen = "127.0.0.1:0".parse().unwrap();
     config.max_connections = 64;
     config.relay = true;
     config.client_broadcast = true;
+    config
+}
+
+/// 30 warm-up and 300 measured batches from one client: to a user, to a
+/// user's two devices, to `"*"` and with `require_ack` through ACK. Checks
+/// everything arrived; returns the hub thread's allocations over the
+/// measured batches and the hub's stats.
+fn relay_batches(config: HubConfig) -> (u64, wshub::Stats) {
     let mut hub = DefaultHub::bind(config).unwrap();
     let addr = hub.local_addr();
     let received = Arc::new(AtomicU64::new(0));
@@ -542,11 +582,7 @@ fn relayed_client_messages_allocate_nothing_on_the_hub_thread() {
         s.deliveries_succeeded, 330,
         "every require_ack message was ACKed"
     );
-    assert_eq!(
-        allocations, 0,
-        "{allocations} allocations on the hub thread for 300 relayed batches ({} relayed, {} pool misses)",
-        s.relayed, s.relay_pool_misses
-    );
+    (allocations, s)
 }
 
 /// A host that handles raw messages itself (JSON protocol off): each text

@@ -152,7 +152,7 @@ impl Cluster {
             self.counters.unavailable += 1;
             return false;
         }
-        let mut body = Vec::with_capacity(64);
+        let mut body = Vec::with_capacity(wire.encoded_len());
         wire.encode(&mut body);
         if self.bridge.send(Out::Publish { channel: to, body }) {
             self.counters.sent += 1;

@@ -109,6 +109,54 @@ impl std::fmt::Display for WireError {
 
 impl Wire<'_> {
     /// Appends the encoding to `out`.
+    /// The length of what [`encode`](Self::encode) writes, so that the
+    /// publish buffer is allocated once at its size (a guess that grew was
+    /// a second allocation per message sent to other hubs).
+    pub(crate) fn encoded_len(&self) -> usize {
+        // A text field is its length (u32) and its bytes; a ticket four
+        // u32s and the target.
+        const TICKET: usize = 4 * 4 + std::mem::size_of::<u16>();
+        let s = |x: &str| 4 + x.len();
+        1 + match *self {
+            Wire::Up { node, user, client } | Wire::Down { node, user, client } => {
+                s(node) + s(user) + s(client)
+            }
+            Wire::Heartbeat { node } | Wire::Registered { node } | Wire::Leaving { node } => {
+                s(node)
+            }
+            Wire::Deliver {
+                origin,
+                ticket,
+                user,
+                client,
+                message_id,
+                body,
+                ..
+            } => {
+                let ticket = 1 + ticket.map_or(0, |_| TICKET);
+                s(origin) + ticket + s(user) + s(client) + 1 + s(message_id) + 1 + body.len()
+            }
+            Wire::Outcome { error, .. } => TICKET + s(error.map_or("", FailureReason::name)),
+            Wire::Kick {
+                user,
+                client,
+                reason,
+            } => s(user) + s(client) + s(reason),
+            Wire::Broadcast {
+                origin,
+                except: name,
+                body,
+                ..
+            }
+            | Wire::Group {
+                origin,
+                group: name,
+                body,
+                ..
+            } => s(origin) + s(name) + 1 + body.len(),
+        }
+    }
+
     pub(crate) fn encode(&self, out: &mut Vec<u8>) {
         let mut w = Writer(out);
         match *self {
@@ -414,6 +462,7 @@ mod tests {
         for w in all {
             let mut out = Vec::new();
             w.encode(&mut out);
+            assert_eq!(out.len(), w.encoded_len(), "{w:?}");
             assert_eq!(Wire::decode(&out), Ok(w.clone()));
             // Every strict prefix that cuts a header field is refused.
             for cut in 0..out.len() {
