@@ -343,15 +343,45 @@ fn run_relay(o: &Opts, server: &str, in_flight: usize) -> Rec {
     check_relay(server, s.addr);
     let mut lg = Loadgen::connect(s.addr, 100, Duration::from_secs(20)).expect("connect");
     let (t0, (u0, k0)) = (Instant::now(), s.cpu_split());
+    let segs0 = tcp_segments();
     let m = lg.relay(512, in_flight, o.warmup, o.window).expect("relay");
     let secs = t0.elapsed().as_secs_f64();
     let (u1, k1) = s.cpu_split();
+    let segs1 = tcp_segments();
     s.stop();
     let mut r = measured(&m, (u1 - u0 + k1 - k0) / secs);
     // The kernel's share per message: the system calls (one read, one
     // write per message at one in flight) are the same for every server.
     r.insert("sys_us", (k1 - k0) / secs * 1e6 / m.rate);
+    // Segments that carried no data (pure ACKs), per data segment, on the
+    // whole machine (only this run talks): a server that writes a reply
+    // long after the read makes both ends send and handle extra ACKs.
+    if let (Some((out0, data0)), Some((out1, data1))) = (segs0, segs1) {
+        let data = data1.saturating_sub(data0).max(1) as f64;
+        let pure = out1
+            .saturating_sub(out0)
+            .saturating_sub(data1.saturating_sub(data0)) as f64;
+        r.insert("pure_acks", pure / data);
+    }
     r
+}
+
+/// TCP segments sent on this machine, all and those carrying data
+/// (`Tcp: OutSegs` of /proc/net/snmp, `TcpExt: TCPOrigDataSent` of
+/// /proc/net/netstat); `None` where /proc does not say.
+fn tcp_segments() -> Option<(u64, u64)> {
+    // Each file has a header line of names and a line of values per group.
+    let field = |file: &str, group: &str, name: &str| -> Option<u64> {
+        let text = std::fs::read_to_string(file).ok()?;
+        let mut lines = text.lines().filter(|l| l.starts_with(group));
+        let (names, values) = (lines.next()?, lines.next()?);
+        let at = names.split_whitespace().position(|n| n == name)?;
+        values.split_whitespace().nth(at)?.parse().ok()
+    };
+    Some((
+        field("/proc/net/snmp", "Tcp:", "OutSegs")?,
+        field("/proc/net/netstat", "TcpExt:", "TCPOrigDataSent")?,
+    ))
 }
 
 /// One message from `check-a` to `check-b` through `server`: it must
@@ -735,6 +765,7 @@ fn print_tables(o: &Opts, scenarios: &[(usize, String)], results: &Results) {
                 ("p99", "p99 µs"),
                 ("server_cpu", "srv CPU"),
                 ("client_cpu", "cli CPU"),
+                ("pure_acks", "pure ACKs / data seg"),
                 ("missing", "missing"),
             ],
         ),
