@@ -24,6 +24,40 @@ pub fn test_config() -> HubConfig {
     c
 }
 
+/// With `WSHUB_TEST_LOG=debug` (or `info`, `trace`, ...) the hubs' log
+/// lines go to stderr, with the time, to see what a failing test's hub did.
+fn init_log() {
+    struct Stderr;
+    impl log::Log for Stderr {
+        fn enabled(&self, m: &log::Metadata<'_>) -> bool {
+            m.level() <= log::max_level()
+        }
+        fn log(&self, r: &log::Record<'_>) {
+            let t = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            eprintln!(
+                "{}.{:06} {} {}",
+                t.as_secs(),
+                t.subsec_micros(),
+                r.level(),
+                r.args()
+            );
+        }
+        fn flush(&self) {}
+    }
+    static LOGGER: Stderr = Stderr;
+    let Some(level) = std::env::var("WSHUB_TEST_LOG")
+        .ok()
+        .and_then(|l| l.parse::<log::LevelFilter>().ok())
+    else {
+        return;
+    };
+    if log::set_logger(&LOGGER).is_ok() {
+        log::set_max_level(level);
+    }
+}
+
 pub struct TestHub {
     pub addr: SocketAddr,
     /// The `wss://` listener, when the config has `tls`.
@@ -46,6 +80,7 @@ impl TestHub {
         config: HubConfig,
         setup: impl FnOnce(&mut Hub<Q>) + Send + 'static,
     ) -> TestHub {
+        init_log();
         let (tx, events) = unbounded();
         let (ready_tx, ready) = unbounded();
         let thread = std::thread::spawn(move || {
