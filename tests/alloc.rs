@@ -64,11 +64,7 @@ fn spawn_client(
                     }
                 }
                 Ok(_) => {}
-                Err(tungstenite::Error::Io(e))
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) => {}
+                Err(e) if support::is_timeout(&e) => {}
                 Err(_) => break,
             }
         }
@@ -532,11 +528,7 @@ fn relay_batches(config: HubConfig) -> (u64, wshub::Stats) {
                         results.fetch_add(1, Ordering::Relaxed);
                     }
                     Ok(_) => {}
-                    Err(tungstenite::Error::Io(e))
-                        if matches!(
-                            e.kind(),
-                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                        ) => {}
+                    Err(e) if support::is_timeout(&e) => {}
                     Err(_) => break,
                 }
             }
@@ -621,11 +613,7 @@ fn raw_events_echoed_by_the_host_and_pongs_allocate_nothing() {
                         echoed.fetch_add(1, Ordering::Relaxed);
                     }
                     Ok(_) => {}
-                    Err(tungstenite::Error::Io(e))
-                        if matches!(
-                            e.kind(),
-                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                        ) => {}
+                    Err(e) if support::is_timeout(&e) => {}
                     Err(_) => break,
                 }
             }

@@ -26,6 +26,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use common::{stats, test_config, try_connect};
+use support::is_timeout;
 use support::proxy::{Counts, Proxy, Rng};
 use tungstenite::Message as WsMessage;
 use wshub::reason::FailureReason;
@@ -176,11 +177,6 @@ struct Shared {
     stop: AtomicBool,
     ledger: Mutex<Ledger>,
     counts: ClientCounts,
-}
-
-fn is_timeout(e: &tungstenite::Error) -> bool {
-    matches!(e, tungstenite::Error::Io(e)
-        if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut))
 }
 
 /// One device: connects through the proxy, sends tokens to other users,

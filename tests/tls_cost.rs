@@ -6,6 +6,8 @@
 
 mod common;
 
+mod support;
+
 #[path = "support/counting_alloc.rs"]
 mod counting_alloc;
 
@@ -127,11 +129,7 @@ fn tls_delivery_allocations_are_bounded_per_message() {
                         received.fetch_add(1, Ordering::Relaxed);
                     }
                     Ok(_) => {}
-                    Err(tungstenite::Error::Io(e))
-                        if matches!(
-                            e.kind(),
-                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                        ) => {}
+                    Err(e) if support::is_timeout(&e) => {}
                     Err(_) => break,
                 }
             }

@@ -4,3 +4,10 @@
 
 pub mod proxy;
 pub mod redis;
+
+/// Whether a client's read only timed out (its socket has a read timeout
+/// so that the client can look at its stop flag), rather than failed.
+pub fn is_timeout(e: &tungstenite::Error) -> bool {
+    matches!(e, tungstenite::Error::Io(e)
+        if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut))
+}
