@@ -108,7 +108,6 @@ impl std::fmt::Display for WireError {
 }
 
 impl Wire<'_> {
-    /// Appends the encoding to `out`.
     /// The length of what [`encode`](Self::encode) writes, so that the
     /// publish buffer is allocated once at its size (a guess that grew was
     /// a second allocation per message sent to other hubs).
@@ -157,6 +156,7 @@ impl Wire<'_> {
         }
     }
 
+    /// Appends the encoding to `out`.
     pub(crate) fn encode(&self, out: &mut Vec<u8>) {
         let mut w = Writer(out);
         match *self {
