@@ -35,9 +35,9 @@ impl<const QUEUE: usize, const WHEEL: usize> Hub<QUEUE, WHEEL> {
             // receivers get their messages a whole turn of reads sooner
             // (strict request/response p99), and the kernel can piggyback
             // the ACK for what was just read on the reply instead of a
-            // pure ACK segment. One connection's frames still leave in one
-            // `writev`; only a fan-in turn (many senders, one receiver)
-            // writes once per sender instead of once per turn.
+            // pure ACK segment. A receiver's frames from one read still
+            // leave in one write; only a fan-in turn (many senders, one
+            // receiver) writes once per sender instead of once per turn.
             self.flush_dirty();
         }
     }
